@@ -200,15 +200,21 @@ def coverage(data_root: str | Path | None, registry: Registry | None = None):
 
     `how` is one of: local file (the task's own data file), slice (a llm-foundry slice of the
     dataset in a converted format), synthetic (generated), templates only (T0-SF: promptsource
-    template present, examples need the hub), hub only, missing.
+    template present, examples need the hub), hub only, no hub mapping (Muffin: a hub id is known
+    but muffin_hub.yaml has no record mapping for it, so no loader can read it), missing.
     """
     import pandas as pd
 
+    from flan_nb import data
+
     registry = registry or load_registry()
+    mapped = set(data.load_muffin_hub_spec())
     root = Path(data_root) if data_root else None
     rows = []
     for t in registry:
         how, path = "hub only" if t.source.get("hub") else "missing", None
+        if how == "hub only" and t.collection == "muffin" and t.id not in mapped:
+            how = "no hub mapping"
         if t.collection == "synthetic":
             how = "synthetic"
         elif root is not None:

@@ -6,7 +6,7 @@ rate, batch size, dropout and number of steps change between model sizes (params
 
 One loop serves 1..N processes: it runs under ``accelerate.Accelerator`` both as
 ``python -m flan_nb.train PARAMS.yaml`` and as ``accelerate launch -m flan_nb.train PARAMS.yaml``
-(DDP, FSDP, DeepSpeed configs in flan_nb/resources/accelerate/). Notebook 02 calls ``launch()``
+(DDP, FSDP, DeepSpeed configs in params/accelerate/). Notebook 02 calls ``launch()``
 which runs that command as a subprocess and streams its log.
 
 Loss normalization: every process sums the token cross-entropy of its micro-batches (packed_loss
@@ -81,7 +81,7 @@ class TrainParams:
     log_every: int
     seed: int
     num_processes: int         # used by launch() (the notebook); the CLI takes it from accelerate
-    accelerate_config: str     # "" | a name in flan_nb/resources/accelerate | a yaml path
+    accelerate_config: str     # "" | a name in params/accelerate | a yaml path
     tensorboard: bool          # also log to <run>/train/tensorboard when tensorboard is installed
     run_dir: str
     params_file: str
@@ -901,8 +901,8 @@ def _save_final(accelerator: Any, model: Any, loaded: Any, path: Path) -> None:
 
 
 def accelerate_config_path(value: str) -> Path:
-    """A bundled config name (see ACCELERATE_CONFIGS) or a yaml path."""
-    bundled = Path(__file__).parent / "resources" / "accelerate" / f"{value}.yaml"
+    """A config name in params/accelerate/ (see ACCELERATE_CONFIGS) or a yaml path."""
+    bundled = config.project_root() / "params" / "accelerate" / f"{value}.yaml"
     if bundled.is_file():
         return bundled
     path = config.resolve_path(value)

@@ -70,6 +70,18 @@ def test_coverage_without_data_root_marks_only_synthetic_available():
     assert set(cov.loc[cov["available"], "collection"]) == {"synthetic"}
 
 
+def test_coverage_says_which_muffin_tasks_no_loader_can_read():
+    cov = registry.coverage(None)
+    muffin = cov[cov.collection == "muffin"].set_index("id")["how"]
+    unreadable = set(muffin[muffin.isin(["missing", "no hub mapping"])].index)
+    assert unreadable == {
+        "story_cloze", "newsroom", "opinion_abstracts_idebate", "opinion_abstracts_rotten_tomatoes",
+        "para_crawl_enes", "wiki_dialog", "dr_repair_error_comments", "dr_repair_line_numbers",
+        "dr_repair_no_errors", "dr_repair_plain_code", "qrecc", "task_master",
+        "unified_qa_science_inst"}
+    assert (muffin == "hub only").sum() == 67
+
+
 def test_coverage_with_the_mirror(data_root):
     cov = registry.coverage(data_root)
     avail = cov[cov["available"] & ~cov["held_out"]]

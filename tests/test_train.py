@@ -114,6 +114,27 @@ def test_params_files_validate(name):
         assert train.accelerate_config_path(cfg.accelerate_config).is_file()
 
 
+@pytest.mark.parametrize("name", train.ACCELERATE_CONFIGS)
+def test_accelerate_configs_load_in_accelerate(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = train.accelerate_config_path(name)
+    assert path.parent == PROJECT / "params" / "accelerate"
+    cfg = load_config_from_file(str(path))
+    expected = {"single_device": "NO", "ddp": "MULTI_GPU", "fsdp_t5": "FSDP",
+                "deepspeed_zero3": "DEEPSPEED"}[name]
+    assert str(cfg.distributed_type).split(".")[-1] == expected
+    if name == "fsdp_t5":
+        assert cfg.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "T5Block"
+    if name == "deepspeed_zero3":
+        assert cfg.deepspeed_config["zero_stage"] == 3
+
+
+def test_unknown_accelerate_config_is_named():
+    with pytest.raises(config.ParamsError, match="fsdp_t6"):
+        train.accelerate_config_path("fsdp_t6")
+
+
 def test_unknown_key_in_params_file_is_named(tmp_path):
     path = write_params(tmp_path / "p.yaml", {"stepz": 3})
     with pytest.raises(config.ParamsError, match="stepz.*did you mean steps"):
