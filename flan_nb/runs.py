@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def artifacts_root(value: str | os.PathLike[str] | None = None) -> Path:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def canonical_json(obj: Any) -> str:
@@ -184,7 +184,7 @@ def open_run(run_dir: str = "", notebook: str = "") -> Run:
 
 
 def make_run_id(experiment: str, params: Mapping[str, Any], when: datetime | None = None) -> str:
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in experiment) or "run"
     return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{safe}-{params_hash(params)[:8]}"
 
