@@ -68,7 +68,7 @@ def main() -> None:
     new_tokens = args.max_new_tokens or pr.max_new_tokens("bbh", "direct")
     count = generation.count_tokens(loaded)
     texts = [it.text(loaded.max_context - new_tokens, count)[0] for it in items]
-    prefixes = [t[: len(t) - len(it.prompt.query)] for t, it in zip(texts, items, strict=True)]
+    prefixes = evaluation.shared_prefixes(texts, items)
     stop = evaluation.stop_strings("direct")
     n_tok = [count(t) for t in texts]
     print(f"{len(texts)} BBH direct prompts ({len(data.items)} subtasks), prompt tokens "

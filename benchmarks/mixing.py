@@ -60,18 +60,24 @@ def main(argv: list[str] | None = None) -> int:
     sampler.start()
 
     t0 = time.perf_counter()
-    preset, rates, caps = mixing.resolve(mixing.MixingParams(
+    cfg = mixing.MixingParams(
         seed=args.seed, preset=args.preset, num_examples=args.num_examples, rates={}, caps={},
         fs_fraction=0.5, opt_fraction=0.5, cot_fraction=0.5, max_exemplars=3, max_input_tokens=512,
         synthetic_examples_per_family=2000, max_examples_per_task=0, contamination=False,
-        workers=args.workers, data_root=str(root), run_dir="", params_file=""))
+        workers=args.workers, data_root=str(root), run_dir="", params_file="")
+    # mixing.build_mixture's steps, unrolled so loading and mixing are timed apart
+    preset, rates, caps = mixing.resolve(cfg)
     tasks, _ = mixing.select_tasks(preset, registry.load_registry(), root)
-    task_data, report = mixing.load_task_data(tasks, root, seed=args.seed, synthetic_n=2000,
-                                              max_examples_per_task=0, progress=False)
+    task_data, report = mixing.load_task_data(tasks, root, seed=cfg.seed,
+                                              synthetic_n=cfg.synthetic_examples_per_family,
+                                              max_examples_per_task=cfg.max_examples_per_task,
+                                              progress=False)
     t1 = time.perf_counter()
-    manifest = mixing.mix(task_data, rates=rates, caps=caps, num_examples=args.num_examples,
-                          seed=args.seed, ratios=mixing.FormatRatios(0.5, 0.5, 0.5, 3, 512),
-                          out_dir=out / "mixture", workers=args.workers, progress=False)
+    ratios = mixing.FormatRatios(cfg.fs_fraction, cfg.opt_fraction, cfg.cot_fraction,
+                                 cfg.max_exemplars, cfg.max_input_tokens)
+    manifest = mixing.mix(task_data, rates=rates, caps=caps, num_examples=cfg.num_examples,
+                          seed=cfg.seed, ratios=ratios, out_dir=out / "mixture",
+                          workers=cfg.workers, progress=False)
     t2 = time.perf_counter()
     stop.set()
     sampler.join()

@@ -58,17 +58,19 @@ def load_examples(root: Path, n_cot: int, n_niv2: int, seed: int) -> list[dict[s
 
 def tokenize(rows: list[dict[str, str]], tokenizer: Any, input_len: int, target_len: int
              ) -> list[tuple[list[int], list[int]]]:
-    """inputs+EOS / targets+EOS, head-truncated to the lengths (identical for both methods)."""
-    eos = tokenizer.eos_token_id
-    enc_in = tokenizer([r["inputs"] for r in rows], add_special_tokens=False)["input_ids"]
-    enc_tgt = tokenizer([r["targets"] for r in rows], add_special_tokens=False)["input_ids"]
-    out = []
-    for i, t in zip(enc_in, enc_tgt):
-        out.append((list(i)[:input_len - 1] + [eos], list(t)[:target_len - 1] + [eos]))
-    return out
+    """inputs+EOS / targets+EOS, head-truncated to the lengths: the training loop's own
+    tokenize_mixture, so both methods see identical token ids."""
+    import datasets
+
+    from flan_nb import train
+
+    data = train.tokenize_mixture(datasets.Dataset.from_list(rows), tokenizer, kind="seq2seq",
+                                  input_len=input_len, target_len=target_len,
+                                  truncation="truncate", progress=False)
+    return list(zip(data.inputs, data.targets))
 
 
-def run_hf(pairs, args) -> dict[str, Any]:
+def run_hf(pairs, args, loaded: Any) -> dict[str, Any]:
     """Seq2SeqTrainer with DataCollatorForSeq2Seq (dynamic padding to the batch's longest)."""
     import datasets
     import torch
@@ -80,9 +82,6 @@ def run_hf(pairs, args) -> dict[str, Any]:
     )
     from transformers.optimization import Adafactor
 
-    from flan_nb import models
-
-    loaded = models.load("builtin:tiny-t5")
     model = loaded.model
     model.train()
     ds = datasets.Dataset.from_dict({"input_ids": [p[0] for p in pairs],
@@ -192,17 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     root = config.require_data_root(args.data_root or str(config.project_root().parent / "shared" / "data"),
                                     what="the throughput benchmark")
     rows = load_examples(root, N_COT, N_NIV2, args.seed)
-    tok = models.load("builtin:tiny-t5").tokenizer
-    pairs = tokenize(rows, tok, args.input_len, args.target_len)
+    # the HF run trains this very model; the packed run loads its own copy in train.train()
+    loaded = models.load("builtin:tiny-t5")
+    pairs = tokenize(rows, loaded.tokenizer, args.input_len, args.target_len)
     lengths = [len(i) + len(t) for i, t in pairs]
     print(f"{len(pairs)} examples; tokens/example mean {sum(lengths) / len(lengths):.0f}, "
           f"max {max(lengths)}; budget {args.batch_size} x ({args.input_len}+{args.target_len}) "
           f"slots/step; {args.steps} steps ({args.warmup} untimed)", flush=True)
 
-    hf = run_hf(pairs, args)
+    hf = run_hf(pairs, args, loaded)
     print(json.dumps(hf), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        # the train loop re-tokenizes with the same EOS/truncation rules (tokenize_mixture)
         packed = run_packed(rows, args, Path(tmp))
     print(json.dumps(packed), flush=True)
     ratio = packed["non_pad_tokens_per_s"] / hf["non_pad_tokens_per_s"]

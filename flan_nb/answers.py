@@ -29,8 +29,13 @@ from typing import Any
 
 from flan_nb import benchmark_data as bd
 
-__all__ = ["extract", "is_correct", "score", "majority_vote", "normalize_answer", "exact_match",
-           "f1_score", "parse_number", "mmlu_letter", "bbh_answer", "mgsm_number"]
+__all__ = ["extract", "is_correct", "score", "score_extracted", "majority_vote", "normalize_answer",
+           "exact_match", "f1_score", "parse_number", "canonical_number", "mmlu_letter", "bbh_answer",
+           "mgsm_number", "COT_SETTINGS"]
+
+# The chain-of-thought settings, in one place: the prompt's trigger, how an answer is read
+# (after an answer phrase only) and the generation budget must agree on them.
+COT_SETTINGS = ("cot", "zs_cot", "cot_sc")
 
 
 def _field(item: Any, name: str, default: Any = None) -> Any:
@@ -65,6 +70,8 @@ def _strip_period(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # MMLU
 
+# MMLU's and BBH's CoT prompts end "the answer is X."; Flan's CoT finetuning targets also end
+# "The answer: X" / "The final answer: X", which a finetuned model may prefer.
 _ANSWER_PHRASE = re.compile(r"the (?:final )?answer(?: is|:)\s*", re.I)
 _PAREN_LETTER = re.compile(r"\(([A-Za-z])\)")
 
@@ -72,7 +79,7 @@ _PAREN_LETTER = re.compile(r"\(([A-Za-z])\)")
 def _letter_at_start(text: str, letters: str) -> str | None:
     """A bare option letter opening the text: "B", "B.", "B)", "(b)", "b." — not the article "a"."""
     text = text.strip()
-    m = re.match(r"\(([A-Za-z])\)", text)
+    m = _PAREN_LETTER.match(text)
     if m and m.group(1).upper() in letters:
         return m.group(1).upper()
     m = re.match(r"([A-Z])(?:$|[.):,]|\s*$)", text)
@@ -108,11 +115,7 @@ def mmlu_letter(raw: str, *, cot: bool, choices: list[str] | None = None) -> str
 # ---------------------------------------------------------------------------------------------
 # BBH
 
-# BBH's CoT prompts end "So the answer is X."; Flan's CoT finetuning targets also end
-# "The answer: X" / "The final answer: X", which a finetuned model may prefer.
-_BBH_PHRASE = re.compile(r"the (?:final )?answer(?: is|:)\s*", re.I)
 _SENTENCE_END = re.compile(r"\.(?=\s|$)|\n")
-_OPTION_TEXT = re.compile(r"^\(([A-Z])\) (.*)$", re.M)
 
 
 def bbh_normalize(span: str, kind: str, *, labels: list[str] | None = None,
@@ -146,7 +149,7 @@ def bbh_normalize(span: str, kind: str, *, labels: list[str] | None = None,
 def bbh_answer(raw: str, *, cot: bool, kind: str, labels: list[str] | None = None,
                option_texts: Mapping[str, str] | None = None) -> str | None:
     text = cut_continuation(raw)
-    m = _BBH_PHRASE.search(text)
+    m = _ANSWER_PHRASE.search(text)
     if m:
         rest = text[m.end():]
         end = _SENTENCE_END.search(rest)
@@ -170,7 +173,7 @@ def _bbh_option_texts(item: Any) -> dict[str, str]:
         return dict(meta["option_texts"])
     prompt = _field(item, "prompt")
     query = getattr(prompt, "query", "") if prompt is not None else ""
-    return {k: v for k, v in _OPTION_TEXT.findall(query)}
+    return bd.bbh_option_texts(query)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +259,8 @@ def parse_number(token: str, lang: str = "en") -> float | None:
         return None
 
 
-def _canonical(value: float) -> str:
+def canonical_number(value: float) -> str:
+    """The form of MGSM golds and extracted answers: "18" for 18.0, else the float's repr."""
     return str(int(value)) if value == int(value) else repr(value)
 
 
@@ -282,12 +286,12 @@ def mgsm_number(raw: str, lang: str = "en", question_prefix: str = "") -> str | 
     if best is not None:
         value = parse_number(best.group(1), lang)
         if value is not None:
-            return _canonical(value)
+            return canonical_number(value)
     numbers = _NUMBER.findall(text)
     for token in reversed(numbers):
         value = parse_number(token, lang)
         if value is not None:
-            return _canonical(value)
+            return canonical_number(value)
     return None
 
 
@@ -296,7 +300,7 @@ def mgsm_number(raw: str, lang: str = "en", question_prefix: str = "") -> str | 
 
 
 def _is_cot(setting: str) -> bool:
-    return setting in ("cot", "zs_cot", "cot_sc")
+    return setting in COT_SETTINGS
 
 
 def extract(benchmark: str, setting: str, raw: str, item: Any) -> Any:
@@ -342,7 +346,11 @@ def is_correct(benchmark: str, setting: str, pred: Any, item: Any) -> bool:
 
 def score(benchmark: str, setting: str, raw: str, item: Any) -> dict[str, Any]:
     """{"extracted", "correct"} (+ "f1" for TyDiQA) for one raw generation."""
-    pred = extract(benchmark, setting, raw, item)
+    return score_extracted(benchmark, setting, extract(benchmark, setting, raw, item), item)
+
+
+def score_extracted(benchmark: str, setting: str, pred: Any, item: Any) -> dict[str, Any]:
+    """`score` of an answer already extracted (e.g. the majority vote of SC samples)."""
     out: dict[str, Any] = {"extracted": pred, "correct": is_correct(benchmark, setting, pred, item)}
     if benchmark == "tydiqa":
         out["f1"] = f1_score(pred, _field(item, "gold"))

@@ -17,7 +17,6 @@ Raw record schemas (shared with flan_nb.synthetic):
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 import json
 import random
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from flan_nb import config
 
 BENCHMARKS = ("mmlu", "bbh", "tydiqa", "mgsm")
 SOURCES = ("offline", "hub", "synthetic")
@@ -71,9 +72,7 @@ def subtask_names(benchmark: str) -> list[str]:
 
 
 def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
-    return f"unknown {kind} `{name}`{hint}"
+    return f"unknown {kind} `{name}`{config.did_you_mean(name, known)}"
 
 
 @dataclass
@@ -120,8 +119,6 @@ def load(
             if name not in known:
                 raise BenchmarkDataError(_unknown(f"{benchmark} subtask", name, known))
     if source == "offline":
-        from flan_nb import config
-
         root = config.require_data_root(str(data_root), what=f"{benchmark} (offline mirror)")
         data = _OFFLINE[benchmark](root, subtasks, split)
     elif source == "hub":
@@ -169,11 +166,17 @@ def _require(rec: Any, keys: Sequence[str], where: str) -> None:
 
 
 OPTION_LINE = re.compile(r"^\(([A-Z])\) ", re.M)
+_OPTION_TEXT = re.compile(r"^\(([A-Z])\) (.*)$", re.M)
 
 
 def bbh_options(text: str) -> list[str]:
     """The option letters listed in a BBH input ("(A) ..." lines), e.g. ["A", "B", "C"]."""
     return OPTION_LINE.findall(text)
+
+
+def bbh_option_texts(text: str) -> dict[str, str]:
+    """Letter -> option text of the "(A) ..." lines of a BBH input, e.g. {"A": "12/11/1937"}."""
+    return dict(_OPTION_TEXT.findall(text))
 
 
 def validate(data: BenchmarkData) -> None:
@@ -188,15 +191,14 @@ def validate(data: BenchmarkData) -> None:
             where = f"{b}/{sub} item {i}" + (f" (id {rec['id']})" if isinstance(rec, Mapping)
                                               and "id" in rec else "")
             _VALIDATORS[b](rec, where)
-    if b == "mmlu":
+    if b in _EXEMPLAR_CHECKS:
+        missing, noun, check = _EXEMPLAR_CHECKS[b]
         for sub in data.items:
-            dev = data.exemplars.get(sub)
-            if not dev:
-                raise BenchmarkDataError(
-                    f"mmlu/{sub}: no dev exemplars for this subject (the 5-shot prompt needs them)"
-                )
-            for i, rec in enumerate(dev):
-                _validate_mmlu(rec, f"mmlu/{sub} dev exemplar {i}")
+            pool = data.exemplars.get(sub)
+            if not pool:
+                raise BenchmarkDataError(f"{b}/{sub}: {missing}")
+            for i, rec in enumerate(pool):
+                check(rec, f"{b}/{sub} {noun} {i}")
     elif b == "bbh":
         quirks = []
         for sub, rows in data.items.items():
@@ -221,20 +223,6 @@ def validate(data: BenchmarkData) -> None:
                     # real BBH keeps a few of these (movie_recommendation, ruin_names); kept as is
                     quirks.append(f"{sub}/{i}")
         data.meta["bbh_targets_not_an_option"] = quirks
-    elif b == "tydiqa":
-        for sub in data.items:
-            pool = data.exemplars.get(sub)
-            if not pool:
-                raise BenchmarkDataError(f"tydiqa/{sub}: no one-shot exemplar candidates")
-            for i, rec in enumerate(pool):
-                _validate_tydiqa(rec, f"tydiqa/{sub} exemplar candidate {i}")
-    elif b == "mgsm":
-        for sub in data.items:
-            ex = data.exemplars.get(sub)
-            if not ex:
-                raise BenchmarkDataError(f"mgsm/{sub}: no exemplars for this language")
-            for i, rec in enumerate(ex):
-                _require(rec, ("q", "a"), f"mgsm/{sub} exemplar {i}")
 
 
 def _validate_mmlu(rec: Any, where: str) -> None:
@@ -270,8 +258,20 @@ def _validate_mgsm(rec: Any, where: str) -> None:
         raise BenchmarkDataError(f"{where}: `answer` {rec['answer']!r} is not a number") from exc
 
 
+def _validate_mgsm_exemplar(rec: Any, where: str) -> None:
+    _require(rec, ("q", "a"), where)
+
+
 _VALIDATORS = {"mmlu": _validate_mmlu, "bbh": _validate_bbh, "tydiqa": _validate_tydiqa,
                "mgsm": _validate_mgsm}
+# Benchmarks whose exemplars are a list of records per subtask (BBH's are one prompt text):
+# (error when a subtask has none, what one is called in messages, its validator).
+_EXEMPLAR_CHECKS = {
+    "mmlu": ("no dev exemplars for this subject (the 5-shot prompt needs them)", "dev exemplar",
+             _validate_mmlu),
+    "tydiqa": ("no one-shot exemplar candidates", "exemplar candidate", _validate_tydiqa),
+    "mgsm": ("no exemplars for this language", "exemplar", _validate_mgsm_exemplar),
+}
 
 
 def parse_number(text: str) -> float:
@@ -502,8 +502,6 @@ def _fetch_text(url: str, local: Path | None) -> str:
 
 
 def _root_or_none(data_root: str | Path) -> Path | None:
-    from flan_nb import config
-
     return config.data_root(str(data_root))
 
 
@@ -615,5 +613,6 @@ def _synthetic(benchmark, subtasks, n_per_subtask, seed) -> BenchmarkData:
             raise BenchmarkDataError(_unknown(f"synthetic {benchmark} subtask", missing[0],
                                               list(data.items)))
         data.items = {s: data.items[s] for s in subtasks}
-    data.meta["data"] = "synthetic"
+    # the synthetic suite draws benchmark items from its test split
+    data.meta["split"] = "test"
     return data

@@ -50,16 +50,24 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path}: cannot read {META}: {exc}") from exc
 
 
-def is_valid(path: Path) -> bool:
-    """Named step_NNNNNN and finished (meta.json written last says complete)."""
+def _complete_meta(path: Path) -> dict[str, Any] | None:
+    """The meta.json of a finished checkpoint directory, None for anything else."""
     path = Path(path)
-    if not path.is_dir() or not _STEP_RE.match(path.name):
-        return False
+    match = _STEP_RE.match(path.name)
+    if match is None or not path.is_dir():
+        return None
     try:
         meta = read_meta(path)
     except CheckpointError:
-        return False
-    return bool(meta.get("complete")) and int(meta.get("step", -1)) == int(path.name[5:])
+        return None
+    if meta.get("complete") and int(meta.get("step", -1)) == int(match.group(1)):
+        return meta
+    return None
+
+
+def is_valid(path: Path) -> bool:
+    """Named step_NNNNNN and finished (meta.json written last says complete)."""
+    return _complete_meta(path) is not None
 
 
 def list_checkpoints(root: Path) -> list[Checkpoint]:
@@ -95,20 +103,9 @@ def clean_partial(root: Path) -> list[Path]:
     return removed
 
 
-def _fsync_tree(path: Path) -> None:
-    """Flush file contents before the rename so a power cut cannot reorder them after it."""
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        try:
-            fd = os.open(file, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path, *, strict: bool = True) -> None:
+    """fsync one file or directory; ``strict=False`` for directories, which some filesystems
+    cannot fsync (the rename is then as durable as that filesystem makes it)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -116,7 +113,8 @@ def _fsync_dir(path: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        if strict:
+            raise
     finally:
         os.close(fd)
 
@@ -145,11 +143,13 @@ def save(accelerator: Any, root: Path, step: int, meta: dict[str, Any], *,
                 "num_processes": int(accelerator.num_processes)}
         meta_path = tmp / META
         meta_path.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
-        _fsync_tree(tmp)
+        # file contents reach the disk before the rename, so a power cut cannot reorder them
+        for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            _fsync(file)
         if final.exists():  # re-saving the same step (e.g. after a resume at that step)
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        _fsync(root, strict=False)
         if keep_last_k > 0 and name is None:
             prune(root, keep_last_k)
     accelerator.wait_for_everyone()
@@ -171,8 +171,8 @@ def prune(root: Path, keep_last_k: int) -> list[Path]:
 def load(accelerator: Any, ckpt: Checkpoint | Path) -> dict[str, Any]:
     """Restore model, optimizer and RNG states in place; return the checkpoint's meta."""
     path = ckpt.path if isinstance(ckpt, Checkpoint) else Path(ckpt)
-    if not is_valid(path):
+    meta = _complete_meta(path)
+    if meta is None:
         raise CheckpointError(f"{path} is not a complete checkpoint (no complete {META})")
-    meta = read_meta(path)
     accelerator.load_state(str(path))
     return meta

@@ -22,12 +22,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"results: {run_dir}")
-    metrics = runs.read_json(run_dir / "metrics.json", {})
-    table = _headline_table([runs.load_run(run_dir)])
-    if table:
-        print(table)
-    if "normalized_average" in metrics:
-        print(f"normalized average: {metrics['normalized_average'].get('value')}")
+    info = runs.load_run(run_dir)
+    print(_headline_table([info]))
+    if "normalized_average" in info.metrics:
+        print(f"normalized average: {info.metrics['normalized_average'].get('value')}")
     return 0
 
 
@@ -55,27 +53,20 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _find_run(name: str, root: str | None) -> Path:
-    path = Path(name)
-    if (path / "manifest.json").is_file():
-        return path
-    base = runs.results_root(root)
-    matches = [p for p in base.iterdir() if p.is_dir() and name in p.name] if base.is_dir() else []
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise SystemExit(f"error: no run matches {name!r} under {base}")
-    raise SystemExit(f"error: {name!r} matches several runs: {', '.join(p.name for p in matches)}")
+    try:
+        return runs.find_run(name, root)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     path = _find_run(args.run, args.results)
     info = runs.load_run(path)
-    manifest = runs.read_json(path / "manifest.json", {})
     print(f"run {info.run_id}  status {info.status}  experiment {info.experiment}")
-    for nb, st in (manifest.get("notebooks") or {}).items():
+    for nb, st in (info.manifest.get("notebooks") or {}).items():
         print(f"  {nb:18s} {st.get('status')} {st.get('seconds', '')}"
               + (f"  {st['error']}" if st.get("error") else ""))
-    metrics = runs.read_json(path / "metrics.json", {})
+    metrics = info.metrics
     for bench in ("mmlu", "bbh", "tydiqa", "mgsm"):
         section = metrics.get(bench)
         if not section:
@@ -113,7 +104,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     result = compare.compare_runs(_find_run(args.run_a, args.results),
                                   _find_run(args.run_b, args.results))
-    print(result if isinstance(result, str) else getattr(result, "text", lambda: result)())
+    print(result.text())
     return 0
 
 

@@ -130,6 +130,7 @@ class CompareResult:
     params: pd.DataFrame
     n_resamples: int = 1000
     seed: int = 0
+    level: float = 0.95
     notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -145,7 +146,7 @@ class CompareResult:
             f"A: {a.run_id}  ({a.label}; data {a.data})",
             f"B: {b.run_id}  ({b.label}; data {b.data})",
             "",
-            f"Benchmarks (B − A; {int(100 * 0.95)}% paired bootstrap CI over items, "
+            f"Benchmarks (B − A; {100 * self.level:g}% paired bootstrap CI over items, "
             f"{self.n_resamples} resamples, seed {self.seed}):",
         ]
         lines += _text_table(self.benchmarks)
@@ -176,6 +177,7 @@ def compare_runs(
     *,
     n_resamples: int = 1000,
     seed: int = 0,
+    level: float = 0.95,
 ) -> CompareResult:
     """Compare two run dirs (B − A): benchmark/setting scores with bootstrap CIs, per-task diffs,
     normalized average, params diff."""
@@ -197,7 +199,7 @@ def compare_runs(
                 continue
             pa = {sub: items for (st, sub), items in preds_a.items() if st == setting}
             pb = {sub: items for (st, sub), items in preds_b.items() if st == setting}
-            ci = bootstrap_diff(pa, pb, n_resamples=n_resamples, seed=seed)
+            ci = bootstrap_diff(pa, pb, n_resamples=n_resamples, seed=seed, level=level)
             both = not (math.isnan(sa) or math.isnan(sb))
             if both and ci["n_items"] == 0:
                 notes.append(f"{bench}.{setting}: no shared predictions/{bench}.jsonl items, no CI")
@@ -221,5 +223,6 @@ def compare_runs(
         params=params_diff(a.params, b.params),
         n_resamples=n_resamples,
         seed=seed,
+        level=level,
         notes=notes,
     )

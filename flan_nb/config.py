@@ -13,7 +13,7 @@ import difflib
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,16 @@ def project_root() -> Path:
     if (package_parent / "pyproject.toml").is_file():
         return package_parent
     return here
+
+
+def did_you_mean(name: str, valid: Iterable[str], *, n: int = 3, show: int = 20) -> str:
+    """The tail of an unknown-name error: the closest valid names, else (some of) the valid ones."""
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=n, cutoff=0.5)
+    if close:
+        return f"; did you mean {', '.join(close)}?"
+    more = f", ... ({len(valid)} in all)" if len(valid) > show else ""
+    return f"; known: {', '.join(valid[:show])}{more}"
 
 
 def resolve_path(value: str | os.PathLike[str]) -> Path:
@@ -150,9 +160,7 @@ def check_values(
     where = _where(params_file, notebook)
     for key in values:
         if key not in hints:
-            close = difflib.get_close_matches(key, fields, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(fields)}"
-            raise ParamsError(f"unknown parameter `{key}`{where}{hint}")
+            raise ParamsError(f"unknown parameter `{key}`{where}{did_you_mean(key, fields)}")
     out: dict[str, Any] = {}
     for name in fields:
         tp = hints[name]

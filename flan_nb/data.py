@@ -424,20 +424,37 @@ def _jinja_env(rng: random.Random):
     return env
 
 
+def _template_renderer(template: PromptTemplate, rng: random.Random
+                       ) -> Callable[[Mapping[str, Any]], tuple[str, str, list[str]] | None]:
+    """`apply_template` for many rows: one Jinja environment, each source compiled once
+    (compiling costs far more than rendering a row). A source that fails to compile is not
+    kept, so every row it touches fails as it would alone."""
+    env = _jinja_env(rng)
+    compiled: dict[str, Any] = {}
+
+    def jinja(source: str) -> Any:
+        if source not in compiled:
+            compiled[source] = env.from_string(source)
+        return compiled[source]
+
+    def apply(row: Mapping[str, Any]) -> tuple[str, str, list[str]] | None:
+        options: list[str] = []
+        if template.answer_choices:
+            rendered = jinja(template.answer_choices).render(**row)
+            options = [c.strip() for c in rendered.split("|||")]
+        text = jinja(template.jinja).render(**row, answer_choices=options)
+        parts = [p.strip() for p in text.split("|||")]
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            return None
+        return parts[0], parts[1], options
+
+    return apply
+
+
 def apply_template(template: PromptTemplate, row: Mapping[str, Any], *, rng: random.Random | None = None
                    ) -> tuple[str, str, list[str]] | None:
     """Render `input ||| target`; None when the template yields no target (e.g. label -1)."""
-    rng = rng or random.Random(0)
-    env = _jinja_env(rng)
-    options: list[str] = []
-    if template.answer_choices:
-        rendered = env.from_string(template.answer_choices).render(**row)
-        options = [c.strip() for c in rendered.split("|||")]
-    text = env.from_string(template.jinja).render(**row, answer_choices=options)
-    parts = [p.strip() for p in text.split("|||")]
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        return None
-    return parts[0], parts[1], options
+    return _template_renderer(template, rng or random.Random(0))(row)
 
 
 def load_t0(rows_or_source: str | Path | Iterable[Mapping[str, Any]], template: PromptTemplate, *,
@@ -463,10 +480,10 @@ def load_t0(rows_or_source: str | Path | Iterable[Mapping[str, Any]], template: 
         bad = _BadRows(f"rows for {task}", on_bad_rows, stats)
         records = enumerate(rows_or_source)
         where = "rows"
-    rng = random.Random(seed)
+    apply = _template_renderer(template, random.Random(seed))
 
     def row(number: int | str, rec: Mapping[str, Any]) -> dict[str, Any] | None:
-        rendered = apply_template(template, rec, rng=rng)
+        rendered = apply(rec)
         if rendered is None:
             return None
         inputs, targets, options = rendered
@@ -806,13 +823,7 @@ def load_muffin_hub(hub_id: str, *, task: str, config: str | None = None, split:
 
 
 # ---------------------------------------------------------------------------------------------
-# Synthetic suite (flan_nb.synthetic, written by another helper): thin adapter
-
-
-def synthetic_train_families() -> list[str]:
-    from flan_nb import synthetic
-
-    return list(synthetic.training_families())
+# Synthetic suite (flan_nb.synthetic): thin adapter
 
 
 def load_synthetic(family: str, n: int, *, seed: int = 0, split: str = "train") -> datasets.Dataset:
@@ -823,19 +834,18 @@ def load_synthetic(family: str, n: int, *, seed: int = 0, split: str = "train") 
     """
     from flan_nb import registry, synthetic
 
-    families = list(synthetic.FAMILIES)
-    if family not in families:
-        raise registry.unknown(family, families, "synthetic family")
+    if family not in synthetic.FAMILIES:
+        raise registry.unknown(family, synthetic.FAMILIES, "synthetic family")
     if split == "train" and synthetic.family_info(family).held_out:
         raise ValueError(f"synthetic family {family!r} is held out (a benchmark family); it is "
-                         f"never training data. Training families: {', '.join(synthetic_train_families())}")
+                         f"never training data. Training families: {', '.join(synthetic.training_families())}")
     while True:
         try:
             ds = synthetic.as_dataset(family, n, seed, split)
             break
-        except ValueError as exc:
+        except synthetic.NotEnoughExamples as exc:
             # some families have only a few thousand distinct items; take what exists, loudly
-            if "unique" not in str(exc) or n <= 50:
+            if n <= 50:
                 raise
             warnings.warn(f"synthetic family {family!r}: {exc}; retrying with n={n // 2}", stacklevel=2)
             n //= 2

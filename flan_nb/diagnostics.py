@@ -14,19 +14,17 @@ from typing import Any
 from flan_nb import models
 
 
-def _example_loss(loaded: models.LoadedModel, source: str, target: str, input_len: int,
-                  target_len: int) -> float:
+def _example_loss(loaded: models.LoadedModel, src: list[int], tgt: list[int]) -> float:
     import torch
 
-    tok = loaded.tokenizer
-    src = tok(source, add_special_tokens=True).input_ids[:input_len]
-    tgt = tok(target, add_special_tokens=True).input_ids[:target_len]
+    from flan_nb.packing import IGNORE_INDEX
+
     with torch.no_grad():
         if loaded.kind == "seq2seq":
             out = loaded.model(input_ids=torch.tensor([src]), labels=torch.tensor([tgt]))
             return float(out.loss)
         ids = torch.tensor([src + tgt])
-        labels = torch.tensor([[-100] * len(src) + tgt])
+        labels = torch.tensor([[IGNORE_INDEX] * len(src) + tgt])
         return float(loaded.model(input_ids=ids, labels=labels).loss)
 
 
@@ -37,19 +35,20 @@ def input_dependence(checkpoint: str | os.PathLike[str], mixture_path: str | os.
     The mismatched input of example i is example i+1's (a fixed rotation, so the check is
     deterministic). `gap` = mismatched - matched: about 0 means the model ignores its input.
     """
-    from datasets import load_from_disk
+    from flan_nb.train import load_mixture, tokenize_mixture
 
     loaded = models.load(str(checkpoint))
-    loaded.model.eval()
-    rows = load_from_disk(str(mixture_path))
-    n = min(n, len(rows))
+    rows = load_mixture(mixture_path, n)
+    n = len(rows)  # load_mixture keeps at most the first n
     if n < 2:
         raise ValueError(f"input_dependence needs at least 2 mixture examples, {mixture_path} has {n}")
-    rows = rows.select(range(n))
-    inputs, targets = list(rows["inputs"]), list(rows["targets"])
-    matched = [_example_loss(loaded, inputs[i], targets[i], input_len, target_len) for i in range(n)]
-    mismatched = [_example_loss(loaded, inputs[(i + 1) % n], targets[i], input_len, target_len)
-                  for i in range(n)]
+    # the same token ids training saw (EOS, BOS for causal models, truncation), each text once
+    ids = tokenize_mixture(rows, loaded.tokenizer, kind=loaded.kind,
+                           input_len=input_len, target_len=target_len, truncation="truncate",
+                           progress=False)
+    src, tgt = ids.inputs, ids.targets
+    matched = [_example_loss(loaded, src[i], tgt[i]) for i in range(n)]
+    mismatched = [_example_loss(loaded, src[(i + 1) % n], tgt[i]) for i in range(n)]
     m, s = sum(matched) / n, sum(mismatched) / n
     return {"n": n, "matched_loss": round(m, 4), "mismatched_loss": round(s, 4),
             "gap": round(s - m, 4)}

@@ -28,9 +28,9 @@ from flan_nb import answers, generation, scores
 from flan_nb import benchmark_data as bd
 from flan_nb import prompts as pr
 
-BENCHMARKS = ("mmlu", "bbh", "tydiqa", "mgsm")
+BENCHMARKS = bd.BENCHMARKS
 DATA_SOURCES = ("synthetic", "offline", "hub")
-COT_SETTINGS = ("cot", "zs_cot", "cot_sc")
+COT_SETTINGS = answers.COT_SETTINGS
 DEFAULT_SETTINGS = {"mmlu": ("direct", "cot"), "bbh": ("direct", "cot"), "tydiqa": ("direct",),
                     "mgsm": ("cot",)}
 # Option-ranking diagnostic: benchmarks whose direct setting has a closed option set.
@@ -247,15 +247,18 @@ def _score_row(benchmark: str, setting: str, raw: str | list[str], item: Any) ->
     if isinstance(raw, list):
         votes = [answers.extract(benchmark, setting, r, item) for r in raw]
         pred = answers.majority_vote(votes)
-        out: dict[str, Any] = {"extracted": pred, "votes": votes,
-                               "correct": answers.is_correct(benchmark, setting, pred, item)}
-        if benchmark == "tydiqa":
-            out["f1"] = answers.f1_score(pred, answers._field(item, "gold"))
-        return out
+        return {**answers.score_extracted(benchmark, setting, pred, item), "votes": votes}
     return answers.score(benchmark, setting, raw, item)
 
 
-def _aggregate(benchmark: str, setting: str, rows: Sequence[Mapping[str, Any]],
+def shared_prefixes(texts: Sequence[str], items: Sequence[pr.EvalItem]) -> list[str]:
+    """Per fitted prompt, the part before its query ("" when fitting cut into the query): the
+    header and exemplars every item of a subtask shares, for `generation.generate(prefixes=)`."""
+    return [t[: len(t) - len(it.prompt.query)] if t.endswith(it.prompt.query) else ""
+            for t, it in zip(texts, items, strict=True)]
+
+
+def _aggregate(benchmark: str, rows: Sequence[Mapping[str, Any]],
                baselines: Mapping[str, float] | None) -> dict[str, Any]:
     out = scores.aggregate(benchmark, rows, baselines)
     out["n_exemplars_dropped"] = sum(int(r.get("n_exemplars_dropped", 0)) for r in rows)
@@ -349,9 +352,7 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
 
     metrics: dict[str, Any] = {"meta": {
         "data": data.meta.get("data", cfg.data),
-        # synthetic benchmark sets are drawn from the synthetic suite's test split
-        "split": data.meta.get("split") or ("test" if cfg.data == "synthetic" else cfg.split
-                                            or "default"),
+        "split": data.meta.get("split") or cfg.split or "default",
         "subsampled": bool(data.meta.get("subsampled", False)),
         "n_per_subtask": cfg.max_per_subtask or None,
         "model": spec,
@@ -377,10 +378,8 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
                             f"prompt tokens after max_new_tokens {new_tokens}")
         fitted = [_fit(it, budget, loaded, count) for it in items]
         texts = [f[0] for f in fitted]
-        # The part before the query is shared by every item of a subtask: its key/value cache
-        # is computed once per batch (decoder-only models).
-        prefixes = [t[: len(t) - len(it.prompt.query)] if t.endswith(it.prompt.query) else ""
-                    for t, it in zip(texts, items, strict=True)]
+        # the shared part's key/value cache is then computed once per batch (decoder-only models)
+        prefixes = shared_prefixes(texts, items)
         sc = setting == "cot_sc"
         before = cache.writes if cache else 0
         outs = generation.generate_parallel(
@@ -391,7 +390,8 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
             progress=progress and state.is_main_process,
             desc=f"{benchmark} {setting}",
         )
-        generated += (cache.writes - before) if cache else len(texts)
+        # generations actually run: the cache counts each sampled chain once per distinct prompt
+        generated += (cache.writes - before) if cache else len(texts) * (cfg.sc_samples if sc else 1)
         rows = []
         for item, (text, dropped, truncated), out in zip(items, fitted, outs, strict=True):
             raw: str | list[str] = out if sc else out[0]
@@ -406,7 +406,7 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
                 **({"votes": scored["votes"]} if "votes" in scored else {}),
                 **_item_record(item),
             })
-        metrics[setting] = _aggregate(benchmark, setting, rows, baselines)
+        metrics[setting] = _aggregate(benchmark, rows, baselines)
         metrics[setting]["max_new_tokens"] = new_tokens
         predictions.extend(rows)
         if cfg.rank_options and benchmark in RANKABLE and setting == "direct":
@@ -481,7 +481,7 @@ def rescore(run_dir: str | Path, benchmark: str) -> dict[str, Any]:
                      if "random" in m} or None
     section: dict[str, Any] = {"meta": {**old.get("meta", {}), "rescored": True}}
     for setting, srows in by_setting.items():
-        section[setting] = _aggregate(benchmark, setting, srows, baselines)
+        section[setting] = _aggregate(benchmark, srows, baselines)
         if "max_new_tokens" in old.get(setting, {}):
             section[setting]["max_new_tokens"] = old[setting]["max_new_tokens"]
     if "direct_ranked" in old:

@@ -346,6 +346,7 @@ def generate_batch(
     texts_out = tok.batch_decode(new, skip_special_tokens=True)
     return [truncate_at_stop(t, settings.stop) for t in texts_out]
 
+
 def _prefix_batch(
     loaded: Any, texts: Sequence[str], settings: GenerationSettings, prefix_len: int, device: Any
 ) -> tuple[dict[str, torch.Tensor], Any]:
@@ -485,12 +486,14 @@ def generate(
             gkeys = sorted(gkeys, key=lambda k: -lengths[k])
             for b in range(0, len(gkeys), batch_size):
                 chunk = gkeys[b : b + batch_size]
-                n = shared_prefix_len(loaded, [todo[k][0] for k in chunk], prefix) if prefix else 0
+                # a lone row (a group's last chunk) has no one to share its prefix with
+                n = (shared_prefix_len(loaded, [todo[k][0] for k in chunk], prefix)
+                     if prefix and len(chunk) > 1 else 0)
                 batches.append((chunk, n))
         batches.sort(key=lambda bt: -lengths[bt[0][0]])
         bar = tqdm(total=len(keys), desc=desc, disable=not progress, leave=False)
         for bkeys, n_prefix in batches:
-            extra = {"prefix_len": n_prefix} if n_prefix and len(bkeys) > 1 else {}
+            extra = {"prefix_len": n_prefix} if n_prefix else {}
             texts = generate_batch(
                 loaded,
                 [todo[k][0] for k in bkeys],

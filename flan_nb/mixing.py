@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from flan_nb import registry as registry_mod
+from flan_nb import templates
 from flan_nb.registry import COLLECTIONS, Registry, Task
 
 PRESET_DIR = Path(__file__).resolve().parent / "resources" / "mixtures"
@@ -234,41 +235,30 @@ COT_COLLECTIONS = ("cot", "synthetic")  # only these carry rationales (paper: on
 
 
 class Renderer:
-    """Renders raw examples with templates.render; falls back to a passthrough set, then identity."""
+    """Renders raw examples with templates.render; a task without its own set uses passthrough."""
 
     def __init__(self, ratios: FormatRatios):
         self.ratios = ratios
-        self._sets: dict[str, Any] = {}
+        self._sets: dict[str, templates.TemplateSet] = {}
         self.fallbacks: dict[str, str] = {}
-        try:
-            from flan_nb import templates
+        self.available = set(templates.available_template_sets())
 
-            self.templates = templates
-            self.available = set(templates.available_template_sets())
-        except ImportError:  # pragma: no cover - the templates module ships with the package
-            self.templates, self.available = None, set()
+    def template_set(self, task: Task) -> templates.TemplateSet:
+        if task.id not in self._sets:
+            name = task.template_set
+            if name not in self.available:
+                name = "passthrough"
+                self.fallbacks[task.id] = name
+            self._sets[task.id] = templates.load_template_set(name)
+        return self._sets[task.id]
 
-    def template_set(self, task: Task) -> Any | None:
-        if task.id in self._sets:
-            return self._sets[task.id]
-        tset = None
-        for name in (task.template_set, "passthrough"):
-            if self.templates is not None and name in self.available:
-                tset = self.templates.load_template_set(name)
-                if name != task.template_set:
-                    self.fallbacks[task.id] = name
-                break
-        if tset is None:
-            self.fallbacks[task.id] = "identity"
-        self._sets[task.id] = tset
-        return tset
-
-    def choose(self, task: Task, example: Mapping[str, Any], rng: random.Random, tset: Any) -> tuple[str, bool]:
+    def choose(self, task: Task, example: Mapping[str, Any], rng: random.Random,
+               tset: templates.TemplateSet) -> tuple[str, bool]:
         r = self.ratios
         fs = rng.random() < r.fs_fraction
         opt = rng.random() < r.opt_fraction
         has_cot = (task.collection in COT_COLLECTIONS and bool(example.get("rationale"))
-                   and (tset is None or tset.has_cot))
+                   and tset.has_cot)
         cot = has_cot and rng.random() < r.cot_fraction
         return f"{'fs' if fs else 'zs'}_{'opt' if opt else 'noopt'}", cot
 
@@ -290,34 +280,9 @@ class Renderer:
                 exemplars.append(pool[j + 1 if j >= index else j])
             if cot:  # a CoT exemplar needs a rationale too
                 exemplars = [e for e in exemplars if e.get("rationale")]
-        if tset is None:
-            return _identity_render(example, fmt, cot, exemplars, rng, self.ratios.max_input_tokens)
-        out = self.templates.render(example, tset, fmt=fmt, cot=cot, rng=rng, exemplars=exemplars,
-                                    max_input_tokens=self.ratios.max_input_tokens or None)
+        out = templates.render(example, tset, fmt=fmt, cot=cot, rng=rng, exemplars=exemplars,
+                               max_input_tokens=self.ratios.max_input_tokens or None)
         return out.inputs, out.targets, out.template_id, out.format, out.cot
-
-
-def _identity_render(example: Mapping[str, Any], fmt: str, cot: bool, exemplars: Sequence[Mapping[str, Any]],
-                     rng: random.Random, max_tokens: int) -> tuple[str, str, str, str, bool]:
-    """Minimal rendering when no template set exists: the raw input (+ options, + exemplars)."""
-    def one(ex: Mapping[str, Any], with_opts: bool) -> tuple[str, str]:
-        text = ex["inputs"]
-        if with_opts and ex.get("options"):
-            text += "\nOPTIONS:\n" + "\n".join(f"- {o}" for o in ex["options"])
-        target = ex["targets"]
-        if cot and ex.get("rationale"):
-            target = f"{ex['rationale']} So the answer is {ex['targets']}."
-        return text, target
-
-    with_opts = fmt.endswith("_opt") and bool(example.get("options"))
-    query, target = one(example, with_opts)
-    shots = [one(e, with_opts) for e in exemplars]
-    while shots and max_tokens and len(("\n\n".join(i + "\n" + o for i, o in shots) + query).split()) > max_tokens:
-        shots.pop()
-    kind = "opt" if with_opts else "noopt"
-    if not shots:
-        return query, target, "identity", f"zs_{kind}", cot
-    return "\n\n".join([*(i + "\n" + o for i, o in shots), query]), target, "identity", f"fs_{kind}", cot
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,14 +438,16 @@ def _render_chunk(chunk: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     for (c, k), v in Counter(zip(coll_col, keys, strict=True)).items():
         coll_formats[c][k] = v
     stats = {"formats": fmt_counts, "by_collection": coll_formats, "in": in_lens, "out": out_lens,
-             "samples": samples, "fallbacks": dict(renderer.fallbacks)}
+             "samples": samples}
     return cols, stats
 
 
 def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapping[str, int],
         num_examples: int, seed: int, ratios: FormatRatios, out_dir: Path, workers: int = 1,
-        progress: bool = True, histogram_sample: int = 20000) -> dict[str, Any]:
-    """Write the mixture of `task_data` to `out_dir`; return the manifest (also written there).
+        progress: bool = True, histogram_sample: int = 20000,
+        extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write the mixture of `task_data` to `out_dir`; return the manifest (also written there),
+    with `extra` (the caller's provenance: preset, hygiene, loading) merged in.
 
     `workers` > 1 renders chunks in forked processes; the bytes written do not depend on it.
     """
@@ -511,7 +478,9 @@ def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapp
     for c in range(1, n_chunks):
         starts[c] = starts[c - 1] + np.bincount(labels[(c - 1) * CHUNK: c * CHUNK], minlength=len(names))
     renderer = Renderer(ratios)
-    for td in task_data:  # load template sets before any fork
+    # every set (and every fallback) is settled here, before any fork, so the manifest can read
+    # renderer.fallbacks directly
+    for td in task_data:
         renderer.template_set(td.task)
     _WORK.clear()
     _WORK.update(names=names, labels=labels, by_id=by_id, perms=perms, renderer=renderer, seed=seed,
@@ -521,7 +490,6 @@ def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapp
     in_lens: list[int] = []
     out_lens: list[int] = []
     samples: dict[str, dict[str, Any]] = {}
-    fallbacks: dict[str, str] = {}
 
     def merged(results: Iterable[tuple[dict[str, list[Any]], dict[str, Any]]]) -> Iterator[dict[str, list[Any]]]:
         for cols, stats in results:
@@ -532,7 +500,6 @@ def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapp
             out_lens.extend(stats["out"])
             for k, v in stats["samples"].items():
                 samples.setdefault(k, v)
-            fallbacks.update(stats["fallbacks"])
             yield cols
 
     try:
@@ -575,8 +542,9 @@ def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapp
         "format_ratios": dataclasses.asdict(ratios),
         "token_unit": TOKEN_UNIT, "input_length": _length_stats(in_lens), "target_length": _length_stats(out_lens),
         "length_samples": {"inputs": in_lens[:5000], "targets": out_lens[:5000]},
-        "template_fallbacks": dict(sorted(fallbacks.items())),
+        "template_fallbacks": dict(sorted(renderer.fallbacks.items())),
         "samples": dict(sorted(samples.items())),
+        **(extra or {}),
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
@@ -661,11 +629,10 @@ def build_mixture(cfg: MixingParams, run: Any, *, progress: bool = True) -> dict
                       f"have no data here and are left out (see manifest['loading'])", stacklevel=2)
     out_dir = Path(run.artifacts) / "mixture"
     manifest = mix(task_data, rates=rates, caps=caps, num_examples=cfg.num_examples, seed=cfg.seed,
-                   ratios=ratios, out_dir=out_dir, workers=cfg.workers, progress=progress)
-    manifest.update(preset=preset.name, preset_notes=preset.notes, hygiene=hygiene, loading=load_report,
-                    tasks_selected=len(tasks), tasks_mixed=len(task_data))
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
+                   ratios=ratios, out_dir=out_dir, workers=cfg.workers, progress=progress,
+                   extra={"preset": preset.name, "preset_notes": preset.notes, "hygiene": hygiene,
+                          "loading": load_report, "tasks_selected": len(tasks),
+                          "tasks_mixed": len(task_data)})
     run.record_output("mixture_path", str(out_dir))
     run.write_json("mixing/manifest.json", manifest)
     run.write_metrics("mixing", summary(manifest))

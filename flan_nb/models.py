@@ -165,10 +165,10 @@ def _is_t5_family(config: Any) -> bool:
     return getattr(config, "model_type", "") in T5_FAMILY
 
 
-def _check_dtype(config: Any, dtype: Any, spec: str) -> None:
+def _check_dtype(model_type: str, dtype: Any, spec: str) -> None:
     import torch
 
-    if dtype == torch.float16 and _is_t5_family(config):
+    if dtype == torch.float16 and model_type in T5_FAMILY:
         raise ModelSpecError(
             f"model {spec!r}: float16 is refused for T5-family models: T5 activations overflow "
             "float16 (inf/NaN), and Flan-T5 was trained in bfloat16. Use dtype='bfloat16' or "
@@ -201,14 +201,11 @@ def _gguf_architecture(path: Path) -> str:
 
 
 def _load_gguf(path: Path, spec: str, dtype: Any, arch: str | None = None) -> tuple[Any, Any, str]:
-    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     arch = arch or _gguf_architecture(path)
-    kind = "seq2seq" if arch in ("t5",) else "causal"
-    if kind == "seq2seq" and dtype == torch.float16:
-        raise ModelSpecError(f"model {spec!r}: float16 is refused for T5-family models "
-                             "(activations overflow); use bfloat16 or float32")
+    _check_dtype(arch, dtype, spec)  # before the (slow) de-quantizing load
+    kind = "seq2seq" if arch in T5_FAMILY else "causal"
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
     folder, name = str(path.parent), path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -226,7 +223,7 @@ def _load_pretrained(source: str, spec: str, dtype: Any) -> tuple[Any, Any, str]
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     config = AutoConfig.from_pretrained(source)
-    _check_dtype(config, dtype, spec)
+    _check_dtype(getattr(config, "model_type", ""), dtype, spec)
     kind = _kind_of(config)
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
     model = auto.from_pretrained(source, dtype=dtype)
@@ -234,7 +231,7 @@ def _load_pretrained(source: str, spec: str, dtype: Any) -> tuple[Any, Any, str]
     return model, tokenizer, kind
 
 
-def _ensure_special_tokens(tokenizer: Any, kind: str, spec: str) -> None:
+def _ensure_special_tokens(tokenizer: Any, spec: str) -> None:
     """Packing needs EOS between examples and a pad id for the tail of rows."""
     if tokenizer.eos_token_id is None:
         raise ModelSpecError(f"model {spec!r}: tokenizer {type(tokenizer).__name__} has no EOS "
@@ -273,7 +270,7 @@ def load(spec: str, *, dtype: str = "float32", device: str = "cpu") -> LoadedMod
         build = build_tiny_t5 if family == "t5" else build_tiny_llama
         model, tokenizer = build(**overrides)
         kind = _kind_of(model.config)
-        _check_dtype(model.config, torch_dtype, spec)
+        _check_dtype(model.config.model_type, torch_dtype, spec)
         model = model.to(torch_dtype)
         identity = {"spec": spec, "seed": BUILTIN_SEED}
     elif spec == SMOLLM2_SPEC or spec.lower().endswith(".gguf"):
@@ -310,7 +307,7 @@ def load(spec: str, *, dtype: str = "float32", device: str = "cpu") -> LoadedMod
                     f"directory, nor a .gguf file, nor a builtin ({builtins}). "
                     f"Loader said: {said}") from exc
             identity = {"hub": spec}
-    _ensure_special_tokens(tokenizer, kind, spec)
+    _ensure_special_tokens(tokenizer, spec)
     model = model.to(device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, kind=kind,

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 
 from flan_nb.packing import IGNORE_INDEX
 
-T5_FAMILY = ("t5", "mt5")
+# not umt5: it has a relative position bias in every layer, which the packed stack does not pass
+PACKABLE_T5 = ("t5", "mt5")
 # causal LMs whose output is lm_head(base_model(...).last_hidden_state) with nothing in between,
 # so the head can be applied to target positions only (saves a (batch, length, vocab) tensor)
 _PLAIN_HEAD_CAUSAL = ("llama", "mistral", "qwen2", "qwen3", "smollm3")
@@ -123,12 +124,12 @@ def _seq2seq_target_logits(model: Any, batch: Mapping[str, torch.Tensor],
                            select: torch.Tensor) -> torch.Tensor:
     """Logits (n_selected, vocab) at decoder positions where ``select`` is True."""
     config = model.config
-    if config.model_type not in T5_FAMILY:
+    if config.model_type not in PACKABLE_T5:
         packed = max(int(batch["encoder_segment_ids"].max()),
                      int(batch["decoder_segment_ids"].max())) > 1
         if packed:
             raise NotImplementedError(
-                f"packed seq2seq forward supports T5-family models {T5_FAMILY} (shared relative "
+                f"packed seq2seq forward supports T5-family models {PACKABLE_T5} (shared relative "
                 f"position bias); {config.model_type!r} needs unpacked batches (method='none')")
         out = model(input_ids=batch["input_ids"],
                     attention_mask=(batch["encoder_segment_ids"] > 0).long(),
@@ -207,8 +208,14 @@ def _compute_token_losses(model: Any, batch: Mapping[str, torch.Tensor],
     losses = F.cross_entropy(logits, targets, reduction="none")
     if z_loss:
         losses = losses + z_loss * torch.logsumexp(logits, dim=-1).pow(2)
+    return _token_losses_of(batch, losses, rows, segments)
+
+
+def _token_losses_of(batch: Mapping[str, torch.Tensor], losses: torch.Tensor, rows: torch.Tensor,
+                     segments: torch.Tensor) -> TokenLosses:
     seg_ids = batch.get("decoder_segment_ids", batch.get("segment_ids"))
-    return TokenLosses(losses=losses, rows=rows, segments=segments, n_rows=labels.shape[0],
+    return TokenLosses(losses=losses, rows=rows, segments=segments,
+                       n_rows=batch["labels"].shape[0],
                        n_segments=int(seg_ids.max()) if seg_ids.numel() else 0)
 
 
@@ -247,11 +254,7 @@ def token_losses(model: Any, batch: Mapping[str, torch.Tensor], *,
     """
     core = _unwrap(model)
     if isinstance(core, PackedLM):
-        losses, rows, segments = model(**batch)
-        seg_ids = batch.get("decoder_segment_ids", batch.get("segment_ids"))
-        return TokenLosses(losses=losses, rows=rows, segments=segments,
-                           n_rows=batch["labels"].shape[0],
-                           n_segments=int(seg_ids.max()) if seg_ids.numel() else 0)
+        return _token_losses_of(batch, *model(**batch))
     return _compute_token_losses(core, batch, z_loss)
 
 

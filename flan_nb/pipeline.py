@@ -90,7 +90,7 @@ def resolve(params: Mapping[str, Any], params_file: str = "",
     nb_dir = nb_dir or notebooks_dir()
     resolved: dict[str, Any] = {k: copy.deepcopy(v) for k, v in params.items() if k != "notebooks"}
     resolved["notebooks"] = {}
-    for notebook, section in params["notebooks"].items():
+    for notebook in params["notebooks"]:
         section = config.notebook_section(params, notebook, params_file)
         path = nb_dir / f"{notebook}.ipynb"
         cls = params_class(notebook)
@@ -229,7 +229,7 @@ def run(params_file: str | os.PathLike[str], *, results_root: str | os.PathLike[
     for notebook in order:
         if manifest["notebooks"][notebook]["status"] == "pending":
             manifest["notebooks"][notebook]["status"] = "skipped"
-    manifest["status"] = "failed" if failed else "complete"
+    manifest["status"] = "failed" if failed else runs.COMPLETE
     manifest["ended"] = runs.utc_now()
     runs.write_json(run.path / "manifest.json", manifest)
     for notebook in order:

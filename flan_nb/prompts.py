@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flan_nb import benchmark_data as bd
+from flan_nb.answers import COT_SETTINGS, canonical_number
 from flan_nb.benchmark_data import BenchmarkData, BenchmarkDataError
 
 SETTINGS = {
@@ -165,7 +166,7 @@ def _mmlu(subject: str, setting: str, rows, data: BenchmarkData) -> list[EvalIte
         if subject not in data.cot_prompts:
             raise BenchmarkDataError(f"mmlu/{subject}: no CoT prompt (mmlu-cot.json entry)")
         header, exemplars, _ = split_cot_prompt(data.cot_prompts[subject], f"mmlu-cot.json[{subject}]")
-    suffix = f" {_triggers(setting)}" if setting in ("cot", "zs_cot", "cot_sc") else ""
+    suffix = f" {_triggers(setting)}" if setting in COT_SETTINGS else ""
     out = []
     for i, rec in enumerate(rows):
         out.append(EvalItem(
@@ -221,7 +222,7 @@ def _bbh(subtask: str, setting: str, rows, data: BenchmarkData) -> list[EvalItem
         exemplars = [f"Q: {q}\nA: {a}" for q, a in zip(parsed.questions, parsed.answers)]
     else:
         exemplars = []
-    suffix = f" {_triggers(setting)}" if setting in ("cot", "zs_cot", "cot_sc") else ""
+    suffix = f" {_triggers(setting)}" if setting in COT_SETTINGS else ""
     info = bd.bbh_info_for(data, subtask)
     out = []
     for i, rec in enumerate(rows):
@@ -234,7 +235,7 @@ def _bbh(subtask: str, setting: str, rows, data: BenchmarkData) -> list[EvalItem
             Prompt(parsed.header, list(exemplars), f"Q: {rec['input']}\nA:{suffix}"),
             gold=rec["target"].strip(), options=options,
             meta={"kind": info["kind"], "group": info.get("group"),
-                  "option_texts": dict(re.findall(r"^\(([A-Z])\) (.*)$", rec["input"], re.M))},
+                  "option_texts": bd.bbh_option_texts(rec["input"])},
         ))
     return out
 
@@ -298,12 +299,7 @@ def _mgsm(lang: str, setting: str, rows, data: BenchmarkData) -> list[EvalItem]:
         query = f"{q_prefix}{rec['question']}\n{a_prefix.rstrip()}{zs}"
         out.append(EvalItem(
             "mgsm", lang, setting, str(rec.get("id", f"{lang}/{i}")), Prompt("", exemplars, query),
-            gold=_canonical_number(str(rec["answer"])), options=[],
+            gold=canonical_number(bd.parse_number(str(rec["answer"]))), options=[],
             meta={"language": lang, "question_prefix": q_prefix},
         ))
     return out
-
-
-def _canonical_number(text: str) -> str:
-    value = bd.parse_number(text)
-    return str(int(value)) if value == int(value) else repr(value)

@@ -24,7 +24,6 @@ How the paper's counts are reached from the released files (see `generate()`):
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 import json
 import re
@@ -32,6 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from flan_nb import config
 
 COLLECTIONS = ("muffin", "t0sf", "niv2", "cot", "synthetic")
 REGISTRY_DIR = Path(__file__).resolve().parent / "resources" / "registry"
@@ -49,10 +50,7 @@ class UnknownNameError(KeyError):
 
 
 def unknown(name: str, valid: Iterable[str], what: str) -> UnknownNameError:
-    valid = sorted(valid)
-    close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5)
-    hint = f"; closest: {', '.join(close)}" if close else f"; {len(valid)} valid names, e.g. {', '.join(valid[:5])}"
-    return UnknownNameError(f"unknown {what} {name!r}{hint}")
+    return UnknownNameError(f"unknown {what} {name!r}{config.did_you_mean(name, sorted(valid), n=5)}")
 
 
 @dataclass(frozen=True)
@@ -68,14 +66,6 @@ class Task:
     held_out: bool
     template_set: str
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "collection": self.collection, "dataset": self.dataset,
-            "category": self.category, "language": self.language, "source": dict(self.source),
-            "size": self.size, "license": self.license, "held_out": self.held_out,
-            "template_set": self.template_set, **({"extra": dict(self.extra)} if self.extra else {}),
-        }
 
 
 def niv2_task_number(name: str) -> int:
@@ -119,18 +109,6 @@ class Registry:
 
     def counts(self, *, include_held_out: bool = False) -> dict[str, int]:
         return {c: len(self.select(c, include_held_out=include_held_out)) for c in COLLECTIONS}
-
-    def frame(self):
-        import pandas as pd
-
-        rows = []
-        for t in self.tasks.values():
-            rows.append({"id": t.id, "collection": t.collection, "dataset": t.dataset,
-                         "category": t.category, "language": t.language, "size": t.size,
-                         "held_out": t.held_out, "template_set": t.template_set,
-                         "hub": t.source.get("hub"), "local": t.source.get("local"),
-                         "license": t.license})
-        return pd.DataFrame(rows)
 
 
 def _task_from_dict(d: Mapping[str, Any], where: str) -> Task:

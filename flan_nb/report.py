@@ -23,6 +23,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from flan_nb.runs import COMPLETE
+
 HEADLINE_COLUMNS: tuple[str, ...] = (
     "Norm. avg",
     "MMLU Direct",
@@ -193,13 +195,10 @@ def find_runs(
         # a sweep names its points "<experiment>-<label>"; the experiment selects them all
         if experiment is not None and name != experiment and not name.startswith(experiment + "-"):
             continue
-        if complete_only and str(manifest.get("status", "")).lower() not in COMPLETE_STATUSES:
+        if complete_only and manifest.get("status") != COMPLETE:
             continue
         found.append(run_dir)
     return found
-
-
-COMPLETE_STATUSES = frozenset({"complete", "completed"})
 
 
 def model_of(metrics: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
@@ -251,16 +250,13 @@ def normalized_average(metrics: Mapping[str, Any]) -> float:
     stored = metrics.get("normalized_average")
     if isinstance(stored, Mapping) and stored.get("value") is not None:
         return float(stored["value"])
+    from flan_nb import scores
+
     try:
-        from flan_nb import scores
-    except ImportError:
-        return math.nan
-    try:
-        result = scores.normalized_average(dict(metrics))
+        value = scores.normalized_average(dict(metrics))["value"]
     except Exception as exc:  # a partial run (e.g. no TyDiQA) has no normalized average: show "–"
         warnings.warn(f"normalized average not computable: {exc}", stacklevel=2)
         return math.nan
-    value = result.get("value") if isinstance(result, Mapping) else result
     return math.nan if value is None else float(value)
 
 
@@ -288,15 +284,6 @@ def paper_row_for(model: str, table: str = "table5") -> dict[str, Any] | None:
             if want_full == ckpt or want_short == short_model(ckpt):
                 return row
     return None
-
-
-def paper_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A paper row as a metrics.json-shaped dict (no per-task data), e.g. to recompute Norm. avg."""
-    metrics: dict[str, Any] = {}
-    for col, (bench, setting) in CELLS.items():
-        metrics.setdefault(bench, {"meta": {"data": "paper", "model": row["model"]}})
-        metrics[bench][setting] = {"score": float(row[PAPER_KEYS[col]])}
-    return metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -647,15 +634,12 @@ def _results_root(value: str = "") -> Path:
 
 def resolve_run(ref: str, results_root: str = "") -> Path:
     """A run dir from a path or a run id / unique part of one under results_root."""
-    path = Path(ref)
-    if (path / "metrics.json").is_file() or (path / "manifest.json").is_file():
-        return path
-    root = _results_root(results_root)
-    matches = [p for p in sorted(root.iterdir()) if p.is_dir() and ref in p.name] if root.is_dir() else []
-    if len(matches) != 1:
-        what = "no run" if not matches else f"{len(matches)} runs ({', '.join(p.name for p in matches)})"
-        raise ReportError(f"run {ref!r}: {what} match under {root}")
-    return matches[0]
+    from flan_nb import runs
+
+    try:
+        return runs.find_run(ref, results_root or None)
+    except FileNotFoundError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def collect_runs(cfg: TablesParams, this_run: str | Path | None) -> list[RunRecord]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from flan_nb import config
 
 RESULTS_ENV = "FLAN_NB_RESULTS"
 ARTIFACTS_ENV = "FLAN_NB_ARTIFACTS"
+# The manifest status of a run whose notebooks all ran (pipeline.run writes it).
+COMPLETE = "complete"
 SCRATCH_ENV = "FLAN_NB_SCRATCH"
 HEADLINE = (
     ("mmlu", "direct"), ("mmlu", "cot"), ("bbh", "direct"), ("bbh", "cot"),
@@ -42,6 +44,20 @@ class MissingOutput(KeyError):
 def results_root(value: str | os.PathLike[str] | None = None) -> Path:
     chosen = value or os.environ.get(RESULTS_ENV) or "results"
     return config.resolve_path(chosen)
+
+
+def find_run(ref: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """A run dir from a path, or from a run id or a unique part of one under the results root
+    `root` (default: results_root())."""
+    path = Path(ref)
+    if (path / "metrics.json").is_file() or (path / "manifest.json").is_file():
+        return path
+    base = results_root(root)
+    matches = [p for p in sorted(base.iterdir()) if p.is_dir() and ref in p.name] if base.is_dir() else []
+    if len(matches) != 1:
+        what = "no run" if not matches else f"{len(matches)} runs ({', '.join(p.name for p in matches)})"
+        raise FileNotFoundError(f"run {ref!r}: {what} match under {base}")
+    return matches[0]
 
 
 def artifacts_root(value: str | os.PathLike[str] | None = None) -> Path:
@@ -157,9 +173,6 @@ class Run:
     def read_metrics(self) -> dict[str, Any]:
         return read_json(self.path / "metrics.json", {})
 
-    def manifest(self) -> dict[str, Any]:
-        return read_json(self.path / "manifest.json", {})
-
 
 def open_run(run_dir: str = "", notebook: str = "") -> Run:
     """The run a notebook writes into.
@@ -266,13 +279,6 @@ def fingerprint_path(path: Path) -> dict[str, Any]:
             "sha256_names_sizes": digest.hexdigest()}
 
 
-def update_manifest(run: Run, **fields: Any) -> dict[str, Any]:
-    manifest = run.manifest()
-    _deep_merge(manifest, fields)
-    write_json(run.path / "manifest.json", manifest)
-    return manifest
-
-
 # -------------------------------------------------------------------------------------------
 # Listing
 
@@ -287,6 +293,9 @@ class RunInfo:
     params_sha256: str
     headline: dict[str, float | None]
     normalized_average: float | None
+    # kept so a caller printing more of the run does not read both files again
+    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+    metrics: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def headline_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
@@ -306,7 +315,7 @@ def load_run(path: str | os.PathLike[str]) -> RunInfo:
         run_id=path.name, path=path, experiment=manifest.get("experiment", ""),
         status=manifest.get("status", "unknown"), started=manifest.get("started", ""),
         params_sha256=manifest.get("params_sha256", ""), headline=headline_metrics(metrics),
-        normalized_average=norm,
+        normalized_average=norm, manifest=manifest, metrics=metrics,
     )
 
 
@@ -314,8 +323,7 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     root = results_root(root)
     if not root.is_dir():
         return []
-    runs = [load_run(p) for p in sorted(root.iterdir()) if (p / "manifest.json").is_file()]
-    return runs
+    return [load_run(p) for p in sorted(root.iterdir()) if (p / "manifest.json").is_file()]
 
 
 def rebuild_index(root: str | os.PathLike[str] | None = None) -> Path:
@@ -329,8 +337,6 @@ def rebuild_index(root: str | os.PathLike[str] | None = None) -> Path:
         lines.append([info.run_id, info.experiment, info.status, info.started,
                       info.params_sha256[:12], info.normalized_average,
                       *[info.headline.get(f"{b}_{s}") for b, s in HEADLINE]])
-    import io
-
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
@@ -338,16 +344,3 @@ def rebuild_index(root: str | os.PathLike[str] | None = None) -> Path:
     path = root / "index.csv"
     atomic_write_text(path, buf.getvalue())
     return path
-
-
-def find_complete_run(params: Mapping[str, Any], root: str | os.PathLike[str] | None = None
-                      ) -> RunInfo | None:
-    wanted = params_hash(params)
-    for info in reversed(list_runs(root)):
-        if info.params_sha256 == wanted and info.status == "complete":
-            return info
-    return None
-
-
-def python_executable() -> str:
-    return sys.executable

@@ -32,8 +32,9 @@ def normalize(score: float, random: float) -> float:
     return 100.0 * (score - random) / (100.0 - random)
 
 
-def bbh_random(subtask: str, rows: Iterable[Mapping[str, Any]] = ()) -> float:
-    return float(bd.bbh_subtask_info(subtask, list(rows))["random"])
+def bbh_random(subtask: str) -> float:
+    """Random baseline of a real BBH subtask (benchmarks.yaml)."""
+    return float(bd.bbh_subtask_info(subtask)["random"])
 
 
 def bbh_baselines(data: bd.BenchmarkData) -> dict[str, float]:
@@ -164,12 +165,15 @@ def normalized_average(metrics: Mapping[str, Any], *, bbh: str = "per_subtask",
 def normalized_average_from_scores(scores: Mapping[str, float], *,
                                    bbh_random: float | None = None,
                                    bbh_random_cot: float | None = None,
-                                   mmlu_random: float = 25.0) -> float:
-    """Aggregate-level variant from the six headline scores (as printed in P Table 5)."""
+                                   mmlu_random: float | None = None) -> float:
+    """Aggregate-level variant from the six headline scores (as printed in P Table 5). Baselines
+    not given come from benchmarks.yaml, as in normalized_average."""
+    s = bd.settings()
+    rm = float(s["mmlu"]["random"]) if mmlu_random is None else mmlu_random
     rb = mean_bbh_random() if bbh_random is None else bbh_random
     rc = rb if bbh_random_cot is None else bbh_random_cot
-    r = {"mmlu_direct": mmlu_random, "mmlu_cot": mmlu_random, "bbh_direct": rb,
-         "bbh_cot": rc, "tydiqa_direct": 0.0, "mgsm_cot": 0.0}
+    r = {"mmlu_direct": rm, "mmlu_cot": rm, "bbh_direct": rb, "bbh_cot": rc,
+         "tydiqa_direct": float(s["tydiqa"]["random"]), "mgsm_cot": float(s["mgsm"]["random"])}
     missing = [c for c in COMPONENTS if c not in scores]
     if missing:
         raise ValueError(f"normalized average needs all six components; missing {missing}")

@@ -35,12 +35,9 @@ runner writes into manifest.json, so a point is recognised as done whichever way
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,7 +47,8 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-COMPLETE_STATUSES = frozenset({"complete", "completed"})
+from flan_nb import config, runs
+
 Runner = Callable[..., Path]
 
 
@@ -99,24 +97,16 @@ class GridPoint:
 # parsing
 
 
-def _project_root() -> Path:
-    try:
-        from flan_nb import config
-
-        return Path(config.project_root())
-    except (ImportError, AttributeError):
-        return Path(__file__).resolve().parent.parent
-
-
 def _resolve(path_text: str, sweep_file: Path) -> Path:
     path = Path(path_text)
     if path.is_absolute():
         return path
-    for base in (_project_root(), sweep_file.parent):
+    root = config.project_root()
+    for base in (root, sweep_file.parent):
         if (base / path).is_file():
             return (base / path).resolve()
     raise SweepError(f"{sweep_file}: key 'base': params file {path_text!r} not found "
-                     f"(looked under {_project_root()} and {sweep_file.parent})")  # fmt: skip
+                     f"(looked under {root} and {sweep_file.parent})")  # fmt: skip
 
 
 def _label(value: Any) -> str:
@@ -235,12 +225,9 @@ def deep_set(params: dict[str, Any], dotted: str, value: Any, *, where: str = ""
             have = sorted(node) if isinstance(node, dict) else type(node).__name__
             raise SweepError(f"{where}key {dotted!r}: {'.'.join(parts[: depth + 1])!r} not in the "
                              f"base params (have {have})")  # fmt: skip
+        if node[part] is None:  # an empty notebook section in YAML
+            node[part] = {}
         node = node[part]
-        if node is None:  # an empty notebook section in YAML
-            parent = params
-            for p in parts[:depth]:
-                parent = parent[p]
-            parent[part] = node = {}
     if not isinstance(node, dict):
         raise SweepError(f"{where}key {dotted!r}: parent is a {type(node).__name__}, not a mapping")
     node[parts[-1]] = value
@@ -264,23 +251,12 @@ def deep_delete(params: dict[str, Any], dotted: str, *, where: str = "") -> None
 # expansion
 
 
-def params_hash(params: Mapping[str, Any]) -> str:
-    """runs.params_hash when available (the hash manifests carry), else sha256 of canonical JSON."""
-    try:
-        from flan_nb import runs
-
-        return str(runs.params_hash(dict(params)))
-    except (ImportError, AttributeError):
-        blob = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
 def resolved_hash(params: Mapping[str, Any], params_file: str = "") -> str:
     """Hash of the params as the runner resolves them (notebook defaults filled in); also checks
     every point against the notebooks before anything runs (config.ParamsError names the key)."""
     from flan_nb import pipeline
 
-    return params_hash(pipeline.resolve(params, params_file))
+    return runs.params_hash(pipeline.resolve(params, params_file))
 
 
 def expand(sweep: Sweep, *, hash_fn: Callable[..., str] | None = None) -> list[GridPoint]:
@@ -378,32 +354,12 @@ def existing_runs(results_root: Path) -> dict[str, list[dict[str, Any]]]:
 def _complete(entries: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     # a run made with `--only` ran a subset of the notebooks: complete, but not this grid point
     done = [e for e in entries
-            if e["status"].lower() in COMPLETE_STATUSES and not e.get("partial")]  # fmt: skip
+            if e["status"] == runs.COMPLETE and not e.get("partial")]  # fmt: skip
     return done[-1] if done else None
 
 
 # ---------------------------------------------------------------------------------------------
 # running
-
-
-def _results_root(results_root: str | Path | None) -> Path:
-    if results_root:
-        return Path(results_root)
-    try:
-        from flan_nb import runs
-
-        return runs.results_root(None)
-    except (ImportError, AttributeError):
-        return _project_root() / "results"
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
 
 
 def _default_runner() -> Runner:
@@ -413,7 +369,7 @@ def _default_runner() -> Runner:
 
 
 def record_path(name: str, results_root: str | Path | None = None) -> Path:
-    return _results_root(results_root) / "sweeps" / f"{name}.json"
+    return runs.results_root(results_root) / "sweeps" / f"{name}.json"
 
 
 def run_sweep(
@@ -431,7 +387,7 @@ def run_sweep(
     the record (statuses "planned" / "complete") without running anything.
     """
     sweep = load_sweep(sweep_file)
-    root = _results_root(results_root)
+    root = runs.results_root(results_root)
     points = expand(sweep, hash_fn=hash_fn)
     params_dir = root / "sweeps" / sweep.name
     params_dir.mkdir(parents=True, exist_ok=True)
@@ -504,7 +460,8 @@ def _finish(record: dict[str, Any], out: Path) -> None:
         counts[e["status"]] = counts.get(e["status"], 0) + 1
     record["summary"] = counts
     record["updated"] = _now()
-    _write_json_atomic(out, record)
+    # ASCII-escaped, unlike runs.write_json: the record's bytes stay as they always were
+    runs.atomic_write_text(out, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def load_record(path_or_name: str | Path, results_root: str | Path | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ So no test item can ever appear in a train set, whatever seeds the caller uses.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import random
 import string
@@ -27,6 +28,10 @@ SPLITS = ("train", "validation", "test")
 # Buckets out of 100 owned by each split (see module docstring).
 _SPLIT_BUCKETS = {"train": (0, 70), "validation": (70, 80), "test": (80, 100)}
 LETTERS = "ABCDEFGHIJ"
+
+
+class NotEnoughExamples(ValueError):
+    """A family has fewer distinct items for a split than were asked for."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,13 @@ def _mc(rng: random.Random, answer: str, distractors: list[str]) -> tuple[list[s
     options = [answer, *distractors]
     rng.shuffle(options)
     return options, options.index(answer)
+
+
+def _listed_choices(question: str, options: list[str]) -> dict[str, str]:
+    """The MMLU-shaped fields of a question whose training input lists the choices inline."""
+    choices = ", ".join(options)
+    return {"inputs": f"{question.removesuffix('?')}: {choices}?", "question": question,
+            "choices": choices}
 
 
 # ---------------------------------------------------------------- training families
@@ -399,12 +411,10 @@ def _largest_number(rng: random.Random) -> dict[str, Any]:
     answer = max(nums) if which == "largest" else min(nums)
     options = [str(x) for x in nums]
     idx = options.index(str(answer))
-    question = f"Which of these numbers is the {which}?"
     listed = ", ".join(options[:-1]) + f" and {options[-1]}"
-    return {"inputs": f"Which of these numbers is the {which}: {', '.join(options)}?",
-            "targets": str(answer), "rationale": f"Comparing {listed}, the {which} is {answer}.",
-            "options": options, "answer_index": idx, "question": question,
-            "choices": ", ".join(options)}
+    return {"targets": str(answer), "rationale": f"Comparing {listed}, the {which} is {answer}.",
+            "options": options, "answer_index": idx,
+            **_listed_choices(f"Which of these numbers is the {which}?", options)}
 
 
 def _odd_one_out(rng: random.Random) -> dict[str, Any]:
@@ -412,13 +422,11 @@ def _odd_one_out(rng: random.Random) -> dict[str, Any]:
     group = rng.sample(_CATEGORY_WORDS[cat], 3)
     odd = rng.choice(_CATEGORY_WORDS[other])
     options, idx = _mc(rng, odd, group)
-    question = "Which word does not belong with the others?"
-    return {"inputs": f"Which word does not belong with the others: {', '.join(options)}?",
-            "targets": odd,
+    return {"targets": odd,
             "rationale": (f"{group[0].capitalize()}, {group[1]} and {group[2]} are all "
                           f"{_CATEGORY_PLURAL[cat]}, while {_article(odd)} is {_article(other)}."),
-            "options": options, "answer_index": idx, "question": question,
-            "choices": ", ".join(options)}
+            "options": options, "answer_index": idx,
+            **_listed_choices("Which word does not belong with the others?", options)}
 
 
 def _word_category(rng: random.Random) -> dict[str, Any]:
@@ -426,14 +434,12 @@ def _word_category(rng: random.Random) -> dict[str, Any]:
     answer = rng.choice(_CATEGORY_WORDS[cats[0]])
     distractors = [rng.choice(_CATEGORY_WORDS[c]) for c in cats[1:]]
     options, idx = _mc(rng, answer, distractors)
-    question = f"Which of the following is {_article(cats[0])}?"
     others = "; ".join(f"{_article(w)} is {_article(c)}" for w, c in zip(distractors, cats[1:],
                                                                             strict=True))
-    return {"inputs": f"Which of the following is {_article(cats[0])}: {', '.join(options)}?",
-            "targets": answer,
+    return {"targets": answer,
             "rationale": f"{_article(answer).capitalize()} is {_article(cats[0])}, while {others}.",
-            "options": options, "answer_index": idx, "question": question,
-            "category": cats[0], "choices": ", ".join(options)}
+            "options": options, "answer_index": idx, "category": cats[0],
+            **_listed_choices(f"Which of the following is {_article(cats[0])}?", options)}
 
 
 _CONVERSIONS = [
@@ -524,12 +530,19 @@ def _date_shift(rng: random.Random) -> dict[str, Any]:
     def spoken(d: dt.date) -> str:
         return f"{d.strftime('%B')} {d.day}, {d.year}"
 
+    # 29 February has no same day a year before or after
+    next_and_last_year = ((end.replace(year=end.year + 1), end.replace(year=end.year - 1))
+                          if not (end.month == 2 and end.day == 29) else ())
     wrong = {start - dt.timedelta(days=n) if forward else start + dt.timedelta(days=n),
-             end + dt.timedelta(days=1), end - dt.timedelta(days=1),
-             end.replace(year=end.year + 1) if not (end.month == 2 and end.day == 29) else None,
-             end.replace(year=end.year - 1) if not (end.month == 2 and end.day == 29) else None,
+             end + dt.timedelta(days=1), end - dt.timedelta(days=1), *next_and_last_year,
              end + dt.timedelta(days=7), end - dt.timedelta(days=30)}
-    distractors = sorted({mdy(d) for d in wrong if d is not None} - {mdy(end)})
+    distractors = sorted({mdy(d) for d in wrong} - {mdy(end)})
+    # An answer on 29 February reached 15 days forward leaves four (no year-shifted dates, and
+    # start - n == end - 30); top up only then, so every other draw keeps its options.
+    extra = 2
+    while len(distractors) < 5:
+        distractors = sorted({*distractors, mdy(end + dt.timedelta(days=extra))})
+        extra += 1
     options, idx = _mc(rng, mdy(end), rng.sample(distractors, 5))
     word = "later" if forward else "earlier"
     days = "1 day" if n == 1 else f"{n} days"
@@ -702,7 +715,7 @@ def generate(family: str, n: int, seed: int, split: str = "train") -> list[dict[
     while len(out) < n:
         attempts += 1
         if attempts > limit:
-            raise ValueError(f"synthetic family {family!r}: only {len(out)} unique {split} examples "
+            raise NotEnoughExamples(f"synthetic family {family!r}: only {len(out)} unique {split} examples "
                              f"of {n} requested after {limit} draws (seed {seed})")
         ex = gen(rng)
         key = _content_key(ex)
@@ -746,6 +759,7 @@ def as_dataset(family: str, n: int, seed: int, split: str = "train"):
 # ---------------------------------------------------------------- pseudo-languages
 
 
+@functools.cache  # translate() runs per field of every item; the table is fixed per language
 def _cipher_table(lang: str) -> dict[int, str] | None:
     if lang == "synth_en":
         return None
@@ -849,8 +863,8 @@ def _mgsm(n: int, seed: int) -> dict[str, Any]:
     test_ex = generate("arithmetic_word", n, seed, "test")
     shots = generate("arithmetic_word", 8, seed, "validation")
     test, exemplars = {}, {}
-    for lang in PSEUDO_LANGUAGES:
-        p = mgsm_prefixes(lang)
+    prefixes = {lang: mgsm_prefixes(lang) for lang in PSEUDO_LANGUAGES}
+    for lang, p in prefixes.items():
         test[lang] = [{"question": translate(e["question"], lang), "answer": e["targets"]}
                       for e in test_ex]
         exemplars[lang] = {
@@ -858,9 +872,7 @@ def _mgsm(n: int, seed: int) -> dict[str, Any]:
                          "a": (f"{p['answer']} {translate(e['rationale'], lang)} "
                                f"{p['answer_sentence']} {e['targets']}.")}
             for i, e in enumerate(shots)}
-    return {"test": test, "exemplars": exemplars,
-            "prefixes": {lang: mgsm_prefixes(lang) for lang in PSEUDO_LANGUAGES},
-            "items": test}
+    return {"test": test, "exemplars": exemplars, "prefixes": prefixes, "items": test}
 
 
 _BENCHMARKS = {"mmlu": _mmlu, "bbh": _bbh, "tydiqa": _tydiqa, "mgsm": _mgsm}

@@ -103,7 +103,7 @@ class TemplateSet:
             if t.id == template_id:
                 return t
         raise TemplateError(f"template set {self.name!r} ({self.path}) has no template "
-                            f"{template_id!r}; ids: {[t.id for t in self.templates]}")
+                            f"{template_id!r}; ids: {self.ids}")
 
     @property
     def ids(self) -> list[str]:

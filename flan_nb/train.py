@@ -24,7 +24,6 @@ Data order: the mixture is tokenized once, shuffled per epoch with numpy's gener
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -48,7 +47,6 @@ SUMMARY_PREFIX = "FLAN_NB_SUMMARY "
 PACK_WINDOW = 4096
 EXIT_DIVERGED = 3
 PRECISIONS = ("fp32", "bf16", "fp16")
-TRUNCATION = ("truncate", "error")
 ACCELERATE_CONFIGS = ("single_device", "ddp", "fsdp_t5", "deepspeed_zero3")
 
 
@@ -131,6 +129,8 @@ def _where(cfg: TrainParams) -> str:
 def check_params(cfg: TrainParams, *, kind: str | None = None,
                  num_processes: int | None = None) -> None:
     """Range checks the type checker cannot do; raise config.ParamsError naming the key."""
+    from flan_nb.packing import METHODS, TRUNCATION
+
     where = _where(cfg)
 
     def bad(key: str, why: str) -> config.ParamsError:
@@ -152,9 +152,8 @@ def check_params(cfg: TrainParams, *, kind: str | None = None,
         raise bad("truncation", f"must be one of {', '.join(TRUNCATION)}")
     if cfg.precision not in PRECISIONS:
         raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
-    methods = _packing_methods()
-    if methods and cfg.packing not in methods:
-        raise bad("packing", f"must be one of {', '.join(methods)}")
+    if cfg.packing not in METHODS:
+        raise bad("packing", f"must be one of {', '.join(METHODS)}")
     if kind == "seq2seq":
         if cfg.target_len < 1:
             raise bad("target_len", "must be >= 1 for an encoder-decoder model")
@@ -167,15 +166,6 @@ def check_params(cfg: TrainParams, *, kind: str | None = None,
         raise config.ParamsError(
             f"parameter `batch_size`{where}: the global batch {cfg.batch_size} must be divisible "
             f"by processes x grad_accum = {n} x {cfg.grad_accum} = {n * cfg.grad_accum}")
-
-
-def _packing_methods() -> tuple[str, ...]:
-    try:
-        from flan_nb import packing
-    except ImportError:
-        return ()
-    methods = getattr(packing, "METHODS", None)
-    return tuple(methods) if methods else ()
 
 
 def params_from_file(params_file: str | os.PathLike[str], *, run_dir: str = "") -> TrainParams:
@@ -351,16 +341,6 @@ class Row:
     examples: list[int]
 
 
-def _row_examples(packed: Any, window: Sequence[int]) -> list[int]:
-    """Mixture indices of the examples in a packed row (PackedRow keeps window positions)."""
-    for attr in ("example_indices", "examples", "indices", "source_indices"):
-        local = getattr(packed, attr, None)
-        if local is not None:
-            return [window[int(i)] for i in local]
-    raise TrainError(f"packing.PackedRow {type(packed).__name__} does not say which examples it "
-                     "holds (expected .example_indices)")
-
-
 def packing_preview(data: TokenizedMixture, *, kind: str, input_len: int, target_len: int,
                     method: str, seed: int) -> dict[str, Any]:
     """pack_stats of the first packing window with `method` and with one example a row."""
@@ -386,13 +366,13 @@ class RowStream:
         self.input_len, self.target_len, self.method, self.window = (
             input_len, target_len, method, window)
         self.epoch, self.row_in_epoch = epoch, 0
-        self.rows_per_epoch: int | None = None
         self._it = self._epoch_rows(epoch)
-        self._buffer: deque[Row] = deque()
         for _ in range(row_in_epoch):
             self._take_one()
 
     def _epoch_rows(self, epoch: int) -> Iterator[Row]:
+        import numpy as np
+
         from flan_nb import packing
 
         order = epoch_order(len(self.data), self.seed, epoch)
@@ -405,11 +385,10 @@ class RowStream:
                                 target_len=self.target_len if self.kind == "seq2seq" else None,
                                 method=self.method, truncation="error")
             # packers emit rows longest-first; shuffle so batches do not sort by length
-            import numpy as np
-
             perm = np.random.default_rng([self.seed, epoch, start]).permutation(len(rows))
             for i in perm.tolist():
-                yield Row(rows[i], _row_examples(rows[i], win))
+                # PackedRow.example_indices are positions in the window, not in the mixture
+                yield Row(rows[i], [win[j] for j in rows[i].example_indices])
 
     def _take_one(self) -> Row:
         try:
@@ -417,7 +396,6 @@ class RowStream:
         except StopIteration:
             if self.row_in_epoch == 0:
                 raise TrainError("packing produced no rows from a non-empty mixture") from None
-            self.rows_per_epoch = self.row_in_epoch
             self.epoch += 1
             self.row_in_epoch = 0
             self._it = self._epoch_rows(self.epoch)
@@ -524,32 +502,14 @@ def _slice_batch(batch: Mapping[str, Any], start: int, stop: int) -> dict[str, A
 
 def _batch_counts(batch: Mapping[str, Any], kind: str) -> tuple[int, int, int]:
     """(target tokens, non-pad tokens, token slots) of a collated packed batch."""
-    n_target = int((batch["labels"] != -100).sum())
+    from flan_nb.packing import IGNORE_INDEX
+
+    n_target = int((batch["labels"] != IGNORE_INDEX).sum())
     if kind == "seq2seq":
         enc, dec = batch["encoder_segment_ids"], batch["decoder_segment_ids"]
         return n_target, int((enc > 0).sum() + (dec > 0).sum()), int(enc.numel() + dec.numel())
     seg = batch["segment_ids"]
     return n_target, int((seg > 0).sum()), int(seg.numel())
-
-
-def _loss_module(model: Any) -> Any:
-    """nn.Module wrapping `model` whose forward is the packed loss (what accelerate wraps)."""
-    import torch
-
-    class PackedLoss(torch.nn.Module):
-        def __init__(self, inner: Any):
-            super().__init__()
-            self.model = inner
-
-        def forward(self, batch: Mapping[str, Any], segments: bool = False) -> tuple:
-            from flan_nb import packed_forward
-
-            if segments:
-                return packed_forward.packed_segment_losses(self.model, batch)
-            loss_sum, _ = packed_forward.packed_loss(self.model, batch)
-            return loss_sum, None, None
-
-    return PackedLoss(model)
 
 
 def _open_tensorboard(run_path: Path, enabled: bool, main: bool) -> Any:
@@ -566,6 +526,8 @@ def _open_tensorboard(run_path: Path, enabled: bool, main: bool) -> Any:
 
 def _trim_log(path: Path, last_step: int) -> list[dict]:
     """Keep log lines of steps <= last_step (a killed run may have logged past its checkpoint)."""
+    from flan_nb import runs
+
     if not path.is_file():
         return []
     kept = []
@@ -576,9 +538,7 @@ def _trim_log(path: Path, last_step: int) -> list[dict]:
             continue  # a line cut by the kill
         if rec.get("step", 0) <= last_step:
             kept.append(rec)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    runs.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 
 
@@ -606,7 +566,7 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
     from tqdm.auto import tqdm
     from transformers.optimization import Adafactor
 
-    from flan_nb import models, packing
+    from flan_nb import models, packed_forward, packing
 
     check_params(cfg)  # ranges first: nothing below should start on a bad value
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
@@ -644,10 +604,9 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
                                      f"{type(loaded.model).__name__} does not support it")
         loaded.model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False})
-    max_len = getattr(loaded, "max_context", None)
-    if loaded.kind == "causal" and max_len and cfg.input_len > max_len:
+    if loaded.kind == "causal" and cfg.input_len > loaded.max_context:
         raise config.ParamsError(f"parameter `input_len`{_where(cfg)}: {cfg.input_len} exceeds "
-                                 f"the model's context length {max_len}")
+                                 f"the model's context length {loaded.max_context}")
 
     data = tokenize_mixture(ds, loaded.tokenizer, kind=loaded.kind, input_len=cfg.input_len,
                             target_len=cfg.target_len, truncation=cfg.truncation,
@@ -657,7 +616,7 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
     loaded.model.train()
     # DDP/FSDP/DeepSpeed only see gradients right when *their* forward runs; packed_forward calls
     # the encoder/decoder submodules directly, so the wrapped module is the loss itself.
-    model = _loss_module(loaded.model)
+    model = packed_forward.PackedLM(loaded.model)
     optimizer = Adafactor(model.parameters(), lr=cfg.lr,
                           scale_parameter=cfg.adafactor_scale_parameter, relative_step=False,
                           warmup_init=False)
@@ -665,12 +624,18 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
 
     ckpt_root = run.artifacts / "checkpoints"
     fingerprint = params_fingerprint(cfg)
+
+    def checkpoint_meta(position: Mapping[str, int]) -> dict[str, Any]:
+        return {"position": position, "params_fingerprint": fingerprint,
+                "model_fingerprint": loaded.fingerprint}
+
     start_step, position, resumed_from = 0, {"epoch": 0, "row_in_epoch": 0}, None
     if main:
         checkpoints.clean_partial(ckpt_root)
     accelerator.wait_for_everyone()
     last = checkpoints.latest(ckpt_root)
-    if last is not None and last.meta().get("params_fingerprint") != fingerprint \
+    meta = last.meta() if last is not None else {}
+    if last is not None and meta.get("params_fingerprint") != fingerprint \
             and str(run.run_id).startswith("scratch-"):
         # interactive scratch runs are overwritten by design: new params = start afresh
         accelerator.wait_for_everyone()
@@ -681,7 +646,6 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
         accelerator.wait_for_everyone()
         last = None
     if last is not None:
-        meta = last.meta()
         if meta.get("params_fingerprint") != fingerprint:
             raise TrainError(
                 f"checkpoint {last.path} was written with different training params "
@@ -738,18 +702,21 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
             loss_sum_local = torch.zeros((), dtype=torch.float64)
             coll_sum = torch.zeros(len(coll_names), dtype=torch.float64)
             coll_cnt = torch.zeros(len(coll_names), dtype=torch.float64)
+            want_segments = (step + 1) % cfg.log_every == 0
             for m in range(cfg.grad_accum):
                 mb = {k: v.to(accelerator.device)
                       for k, v in _slice_batch(local, m * micro, (m + 1) * micro).items()}
                 with accelerator.accumulate(model), autocast():
-                    want_segments = (step + 1) % cfg.log_every == 0
-                    loss_sum, seg_sums, seg_counts = model(batch=mb, segments=want_segments)
-                    seg = seg_sums is not None
+                    if want_segments:
+                        loss_sum, seg_sums, seg_counts = packed_forward.packed_segment_losses(
+                            model, mb)
+                    else:
+                        loss_sum, _ = packed_forward.packed_loss(model, mb)
                     # accelerate divides by grad_accum and DDP averages over processes: undo
                     # both so the gradient is (sum of token losses) / (global target tokens)
                     accelerator.backward(loss_sum * (world * cfg.grad_accum / n_target))
                 loss_sum_local += loss_sum.detach().double().cpu()
-                if seg:
+                if want_segments:
                     _add_collection_losses(coll_sum, coll_cnt, seg_sums, seg_counts,
                                            local_rows[m * micro:(m + 1) * micro],
                                            data.collections, coll_names)
@@ -805,9 +772,7 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
                 bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                checkpoints.save(accelerator, ckpt_root, step,
-                                 {"position": position, "params_fingerprint": fingerprint,
-                                  "model_fingerprint": getattr(loaded, "fingerprint", "")},
+                checkpoints.save(accelerator, ckpt_root, step, checkpoint_meta(position),
                                  keep_last_k=cfg.keep_last_k)
     finally:
         bar.close()
@@ -818,9 +783,7 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
 
     # The final step is a checkpoint too, so rerunning a finished command is a no-op resume.
     if start_step < cfg.steps or checkpoints.latest(ckpt_root) is None:
-        checkpoints.save(accelerator, ckpt_root, step,
-                         {"position": stream.position(), "params_fingerprint": fingerprint,
-                          "model_fingerprint": getattr(loaded, "fingerprint", "")},
+        checkpoints.save(accelerator, ckpt_root, step, checkpoint_meta(stream.position()),
                          keep_last_k=cfg.keep_last_k)
     final_dir = run.artifacts / "checkpoint" / "final"
     _save_final(accelerator, model, loaded, final_dir)
@@ -947,9 +910,7 @@ def write_launch_params(cfg: TrainParams, run: Any) -> Path:
     """The params file the subprocess reads: this notebook's section, nothing injected."""
     import yaml
 
-    section = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-               if f.name not in ("run_dir", "params_file")}
-    section = config.as_dict(TrainParams(**{**section, "run_dir": "", "params_file": ""}))
+    section = config.as_dict(cfg)
     section.pop("run_dir")
     section.pop("params_file")
     path = run.path / "train" / "launch_params.yaml"
@@ -1008,10 +969,10 @@ def launch(cfg: TrainParams, run: Any, num_processes: int | None = None,
     if plot is not None:
         plot.close()
     if code != 0 or summary is None:
-        tail = "".join(deque(open(stderr_path, encoding="utf-8", errors="replace"), maxlen=25))
-        kind = TrainingDiverged if code == EXIT_DIVERGED else TrainError
+        with open(stderr_path, encoding="utf-8", errors="replace") as err:
+            tail = "".join(deque(err, maxlen=25))
         msg = f"training exited with code {code}: {' '.join(cmd)}\n--- stderr tail ---\n{tail}"
-        if kind is TrainingDiverged:
+        if code == EXIT_DIVERGED:
             raise TrainingDiverged(msg, step=-1, checkpoint="")
         raise TrainError(msg)
     return summary

@@ -195,18 +195,18 @@ def format_counts(manifest: Mapping[str, Any]) -> pd.DataFrame:
 
 def encode_pair(tokenizer: Any, inputs: str, targets: str, *, input_len: int,
                 target_len: int) -> tuple[list[int], list[int], bool]:
-    """(input ids + EOS, target ids + EOS, truncated?) cut to the row lengths keeping the head."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise WalkthroughError(f"tokenizer {type(tokenizer).__name__} has no EOS token")
-    inp = list(tokenizer(inputs, add_special_tokens=False)["input_ids"]) + [eos]
-    tgt = list(tokenizer(targets, add_special_tokens=False)["input_ids"]) + [eos]
-    cut = len(inp) > input_len or len(tgt) > target_len
-    if len(inp) > input_len:
-        inp = inp[:input_len - 1] + [eos]
-    if len(tgt) > target_len:
-        tgt = tgt[:target_len - 1] + [eos]
-    return inp, tgt, cut
+    """(input ids + EOS, target ids + EOS, truncated?) exactly as training tokenizes a pair."""
+    import datasets
+
+    from flan_nb import train
+
+    try:
+        ids = train.tokenize_mixture(datasets.Dataset.from_dict({"inputs": [inputs], "targets": [targets]}),
+                                     tokenizer, kind="seq2seq", input_len=input_len,
+                                     target_len=target_len, truncation="truncate", progress=False)
+    except train.TrainError as exc:  # e.g. a tokenizer without EOS
+        raise WalkthroughError(str(exc)) from exc
+    return ids.inputs[0], ids.targets[0], bool(ids.truncated_inputs or ids.truncated_targets)
 
 
 @dataclass
@@ -469,15 +469,14 @@ def cot_walk(item: Any, generations: Mapping[str, str]) -> pd.DataFrame:
 
 
 def paper_row(model: str, table: str = "table5") -> dict[str, Any]:
-    import yaml
+    from flan_nb import report
 
-    path = PAPER_DIR / f"{table}.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    names = [r["model"] for r in doc["rows"]]
-    for r in doc["rows"]:
+    rows = report.paper_rows(table)
+    for r in rows:
         if r["model"] == model:
             return r
-    raise WalkthroughError(f"{path}: no row {model!r}; rows: {', '.join(names)}")
+    raise WalkthroughError(f"{PAPER_DIR / f'{table}.yaml'}: no row {model!r}; rows: "
+                           f"{', '.join(r['model'] for r in rows)}")
 
 
 def normalized_average_by_hand(model: str, *, bbh_random: float | None = None

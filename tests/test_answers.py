@@ -61,7 +61,7 @@ DYCK = _item("bbh", "dyck_languages", "} ] >", kind="free_form")
 SORT = _item("bbh", "word_sorting", "arson aspect census", kind="free_form")
 
 
-@pytest.mark.parametrize("item, raw, expected", [
+BBH_COT = [
     (DATE, "Today is ... that is 12/25/1937. So the answer is (B).", "(B)"),
     (DATE, "... So the answer is (b).", "(B)"),
     (DATE, "... So the answer is B.", "(B)"),
@@ -75,12 +75,8 @@ SORT = _item("bbh", "word_sorting", "arson aspect census", kind="free_form")
     (ARITH, "So the answer is 3.5.", "3.5"),
     (DYCK, "We need \"}\", \"]\", \">\". So the answer is } ] >.", "} ] >"),
     (SORT, "... So the answer is arson aspect census.", "arson aspect census"),
-])
-def test_bbh_cot(item, raw, expected):
-    assert A.extract("bbh", "cot", raw, item) == expected
-
-
-@pytest.mark.parametrize("item, raw, expected", [
+]
+BBH_DIRECT = [
     (DATE, "(B)", "(B)"),
     (DATE, " (B) 12/25/1937", "(B)"),
     (DATE, "(c)", "(C)"),
@@ -97,9 +93,13 @@ def test_bbh_cot(item, raw, expected):
     (ARITH, "-219.", "-219"),
     (DYCK, "} ] >", "} ] >"),
     (SORT, "arson aspect census Q: Sort the following words", "arson aspect census"),
-])
-def test_bbh_direct(item, raw, expected):
-    assert A.extract("bbh", "direct", raw, item) == expected
+]
+
+
+@pytest.mark.parametrize("setting, item, raw, expected",
+                         [("cot", *c) for c in BBH_COT] + [("direct", *c) for c in BBH_DIRECT])
+def test_bbh(setting, item, raw, expected):
+    assert A.extract("bbh", setting, raw, item) == expected
 
 
 def test_bbh_correctness_and_stored_rows():

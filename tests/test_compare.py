@@ -37,6 +37,17 @@ def test_bootstrap_is_seeded_and_brackets_the_difference():
     assert (bbh["ci_low"], bbh["ci_high"]) == (0.0, 0.0)
 
 
+def test_confidence_level_reaches_the_interval_and_the_text():
+    wide = compare.compare_runs(RUN_A, RUN_B, seed=7)
+    narrow = compare.compare_runs(RUN_A, RUN_B, seed=7, level=0.5)
+    assert "95% paired bootstrap" in wide.text() and "50% paired bootstrap" in narrow.text()
+    w = wide.benchmarks.dropna(subset=["ci_low"])
+    n = narrow.benchmarks.dropna(subset=["ci_low"])
+    assert len(w) > 0
+    assert ((n["ci_high"] - n["ci_low"]).values <= (w["ci_high"] - w["ci_low"]).values).all()
+    assert ((n["ci_high"] - n["ci_low"]).values < (w["ci_high"] - w["ci_low"]).values).any()
+
+
 def test_bootstrap_diff_on_known_data():
     a = {"t1": {str(i): float(i < 5) for i in range(10)}, "t2": {"x": 0.0, "y": 0.0}}
     b = {"t1": {str(i): 1.0 for i in range(10)}, "t2": {"x": 1.0, "y": 0.0}}

@@ -182,7 +182,7 @@ def test_real_promptsource_on_in_memory_rows(data_root):
            "question": "cause", "label": 0, "idx": 0}
     rendered = [data.apply_template(t, row, rng=random.Random(0)) for t in templates.values()]
     ok = [r for r in rendered if r is not None]
-    assert ok and all(r[1] in ("He slipped.", "He slipped") or r[1] for r in ok)
+    assert ok and all(r[1] in ("He slipped.", "He slipped") for r in ok)
     exercise = data.apply_template(templates["exercise"], row)
     assert exercise[1] == "He slipped." and exercise[2] == ["He slipped.", "He sang."]
     assert "The man fell." in exercise[0]
@@ -198,6 +198,28 @@ def test_load_task_dispatch(data_root):
     ds = data.load_task("cot_gsm8k", data_root, max_examples=5)
     assert len(ds) == 5 and ds[0]["task"] == "cot_gsm8k"
     ds = data.load_task("bool_q", data_root, max_examples=5)
-    assert ds[0]["options"] == ["no", "yes"] or ds[0]["options"]
+    assert ds[0]["options"] == ["no", "yes"]
     with pytest.raises(FileNotFoundError, match="stream_esnli"):
         data.load_task("stream_esnli", data_root)
+
+
+def test_load_synthetic_halves_n_only_when_a_family_runs_out_of_items(monkeypatch):
+    from flan_nb import synthetic
+
+    real = synthetic.as_dataset
+    family = synthetic.training_families()[0]
+
+    def capped(fam, n, seed, split):
+        if n > 60:
+            raise synthetic.NotEnoughExamples(f"only 60 unique {split} examples")
+        return real(fam, n, seed, split)
+
+    monkeypatch.setattr(synthetic, "as_dataset", capped)
+    with pytest.warns(UserWarning) as caught:
+        ds = data.load_synthetic(family, 200)
+    assert len(ds) == 50
+    assert [str(w.message).rsplit("retrying with ", 1)[1] for w in caught] == ["n=100", "n=50"]
+    # any other ValueError is not mistaken for running out of items
+    monkeypatch.setattr(synthetic, "as_dataset", lambda *a: (_ for _ in ()).throw(ValueError("unique bug")))
+    with pytest.raises(ValueError, match="unique bug"):
+        data.load_synthetic(family, 100)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from flan_nb import evaluation, generation, models, runs, scores
+from flan_nb import benchmark_data, evaluation, generation, models, prompts, runs, scores
 
 DEFAULTS = dict(
     model="builtin:tiny-t5", dtype="float32", data="synthetic", data_root="", split="",
@@ -125,8 +125,19 @@ def test_option_ranking_is_reported_apart(run, tiny_t5):
                                  loaded=tiny_t5, progress=False)
     ranked = result.metrics["direct_ranked"]
     assert ranked["n"] == 4 and ranked["unparsed"] == 0 and "diagnostic" in ranked["note"]
-    # a score of one of the 4-way options, per item
     assert 0.0 <= ranked["score"] <= 100.0
+    # per item, the option of highest log-likelihood after the prompt the model was given,
+    # scored against the gold letter
+    rows = {r["subtask"]: r for r in result.predictions}
+    budget = result.metrics["meta"]["max_context"] - result.metrics["direct"]["max_new_tokens"]
+    count = generation.count_tokens(tiny_t5)
+    data = benchmark_data.load("mmlu", source="synthetic", n_per_subtask=1, seed=0)
+    for item in prompts.build_items("mmlu", "direct", data):
+        text = evaluation._fit(item, budget, tiny_t5, count)[0]
+        assert evaluation.prompt_hash(text) == rows[item.subtask]["prompt_hash"]
+        ll = evaluation.option_loglik(tiny_t5, text, ["(A)", "(B)", "(C)", "(D)"])
+        best = "ABCD"[max(range(4), key=ll.__getitem__)]
+        assert ranked["per_subtask"][item.subtask]["score"] == (100.0 if best == item.gold else 0.0)
 
 
 def test_model_from_run_checkpoint_and_errors(run, tiny_t5, tmp_path):
@@ -145,15 +156,25 @@ def test_model_from_run_checkpoint_and_errors(run, tiny_t5, tmp_path):
 
 
 @pytest.mark.data
-def test_offline_tydiqa_keeps_english_apart(run, tiny_t5, data_root):
+def test_offline_tydiqa_keeps_english_apart(run, tiny_t5, data_root, monkeypatch):
+    count = generation.count_tokens(tiny_t5)
+    real = generation.generate_batch
+    fed: list[int] = []
+
+    def spy(loaded, texts, settings, seeds=(), **kw):
+        fed.extend(count(t) for t in texts)
+        return real(loaded, texts, settings, seeds, **kw)
+
+    monkeypatch.setattr(generation, "generate_batch", spy)
     cfg = make_cfg(data="offline", data_root=str(data_root), settings=["direct"],
                    subtasks=["en", "fi"], max_per_subtask=1, max_new_tokens_direct=4)
     result = evaluation.evaluate("tydiqa", cfg, run, loaded=tiny_t5, progress=False)
     block = result.metrics["direct"]
     assert "english" in block and "f1" in block["english"]
     assert block["n"] == 1 and set(block["per_subtask"]) == {"en", "fi"}
-    # long passages on a 512-token T5: prompts are fitted, never over budget
     assert result.metrics["meta"]["data"] == "offline"
+    # long passages on a 512-token T5: prompts are fitted, never over budget
+    assert len(fed) == 2 and max(fed) <= result.metrics["meta"]["max_context"] - 4
 
 
 def test_normalized_average_written_when_complete(run):

@@ -17,6 +17,14 @@ def _glue_pair(a: str, b: str) -> list[dict]:
             {a: "It rained.", b: "The sun shone.", "label": 0, "idx": 1}]
 
 
+def _super_glue_nli(second_label: int) -> list[dict]:
+    return [{"premise": "P.", "hypothesis": "H.", "idx": 0, "label": 1},
+            {"premise": "P2.", "hypothesis": "H2.", "idx": 1, "label": second_label}]
+
+
+SUPER_GLUE_NLI_INPUTS = ("P.\n\nHypothesis: H.", "P2.\n\nHypothesis: H2.")
+
+
 def _wmt(lang: str) -> tuple[list[dict], list]:
     recs = [{"translation": {lang: f"{lang} text one", "en": "English one"}},
             {"translation": {lang: f"{lang} text two", "en": "English two"}}]
@@ -63,9 +71,8 @@ CASES: dict[str, tuple[list[dict], list]] = {
     "bool_q": ([{"question": "is the sky blue", "answer": True, "passage": "The sky is blue."},
                 {"question": "is fire cold", "answer": False, "passage": "Fire is hot."}],
                [("The sky is blue.\n\nis the sky blue?", "yes", YN), ("Fire is hot.\n\nis fire cold?", "no", YN)]),
-    "cb": ([{"premise": "P.", "hypothesis": "H.", "idx": 0, "label": 1},
-            {"premise": "P2.", "hypothesis": "H2.", "idx": 1, "label": 2}],
-           [("P.\n\nHypothesis: H.", "no", ...), ("P2.\n\nHypothesis: H2.", "it is not possible to tell", ...)]),
+    "cb": (_super_glue_nli(2), [(SUPER_GLUE_NLI_INPUTS[0], "no", ...),
+                                (SUPER_GLUE_NLI_INPUTS[1], "it is not possible to tell", ...)]),
     "cnn_dailymail": ([{"article": "Art one.", "highlights": "Hi one.", "id": "a"},
                        {"article": "Art two.", "highlights": "Hi two.", "id": "b"}],
                       [("Art one.", "Hi one.", []), ("Art two.", "Hi two.", [])]),
@@ -185,9 +192,7 @@ CASES: dict[str, tuple[list[dict], list]] = {
                  "entity_spans": {"text": ["X"], "start": [0], "end": [1]}, "answers": [],
                  "idx": {"passage": 1, "query": 1}}],
                [("Obama met Merkel.\n\n@placeholder spoke.", "Merkel", ["Obama", "Merkel"]), SKIP]),
-    "rte": ([{"premise": "P.", "hypothesis": "H.", "idx": 0, "label": 1},
-             {"premise": "P2.", "hypothesis": "H2.", "idx": 1, "label": 0}],
-            [("P.\n\nHypothesis: H.", "no", ...), ("P2.\n\nHypothesis: H2.", "yes", ...)]),
+    "rte": (_super_glue_nli(0), [(SUPER_GLUE_NLI_INPUTS[0], "no", ...), (SUPER_GLUE_NLI_INPUTS[1], "yes", ...)]),
     "samsum": ([{"id": "1", "dialogue": "A: hi\nB: hey", "summary": "They greet."},
                 {"id": "2", "dialogue": "A: bye", "summary": "A leaves."}],
                [("A: hi\nB: hey", "They greet.", []), ("A: bye", "A leaves.", [])]),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flan_nb import pipeline, runs, sweeps
+from flan_nb import config, pipeline, runs, sweeps
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,6 +157,23 @@ def test_run_sweep_skips_complete_points_and_retries_failed(sweep_file, tmp_path
                                           "tasks-89__model-tiny-t5", "tasks-89__model-flan-t5-small"])
 
 
+def test_relative_results_root_means_the_same_place_as_for_pipeline_run(sweep_file, tmp_path,
+                                                                      monkeypatch):
+    # pipeline.run reads a relative --results against the project root; the sweep must look for
+    # finished points there too, wherever it is started from
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir(), elsewhere.mkdir()
+    monkeypatch.setattr(config, "project_root", lambda: project)
+    monkeypatch.chdir(elsewhere)
+    runner = FakeRunner()
+    path = sweeps.run_sweep(sweep_file, results_root="res", runner=runner, hash_fn=plain_hash)
+    assert path == project / "res" / "sweeps" / "grid.json"
+    assert len(runner.calls) == 6 and not any(elsewhere.iterdir())
+    again = FakeRunner()
+    sweeps.run_sweep(sweep_file, results_root="res", runner=again, hash_fn=plain_hash)
+    assert again.calls == []
+
+
 def test_dry_run_runs_nothing(sweep_file, tmp_path):
     runner = FakeRunner()
     path = sweeps.run_sweep(sweep_file, results_root=tmp_path, runner=runner, dry_run=True,
@@ -169,5 +186,7 @@ def test_dry_run_runs_nothing(sweep_file, tmp_path):
                          ids=lambda p: p.stem)
 def test_repo_sweep_files_expand(path):
     sweep = sweeps.load_sweep(path)
-    points = sweeps.expand(sweep, hash_fn=plain_hash)
+    # the default hash resolves every point against the notebooks, so a mistyped leaf key (which
+    # deep_set may add) fails here and not hours into the sweep
+    points = sweeps.expand(sweep)
     assert points and all("notebooks" in p.params for p in points)

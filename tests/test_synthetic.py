@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 
 import pytest
@@ -157,6 +158,14 @@ def test_family_answers(train_sets):
         assert len(r["options"]) == 4
 
 
+def test_date_shift_leap_day_answer_keeps_five_distractors():
+    # this draw lands 15 days forward on 29 February: no year-shifted distractors, and
+    # start - 15 days coincides with end - 30 days
+    r = S._date_shift(random.Random(2759))
+    assert r["targets"] == "02/29/1968" and r["direction"] == "later" and r["days"] == "15"
+    assert len(set(r["options"])) == 6 and r["options"][r["answer_index"]] == r["targets"]
+
+
 def test_as_dataset():
     ds = S.as_dataset("comparison", 12, seed=0)
     assert len(ds) == 12
@@ -266,6 +275,7 @@ def test_capacity_for_mixture_sized_requests(family):
 @pytest.mark.parametrize("benchmark", ["mmlu", "bbh", "tydiqa", "mgsm"])
 def test_loads_through_benchmark_data(benchmark):
     """The stand-ins pass the real loader's validation."""
-    bd = pytest.importorskip("flan_nb.benchmark_data")
+    from flan_nb import benchmark_data as bd
+
     data = bd.load(benchmark, source="synthetic", n_per_subtask=3, seed=0)
     assert data.meta["data"] == "synthetic" and data.n_items >= 3 * 3
