@@ -24,9 +24,11 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from flan_nb import answers, config, evaluation, generation, models
-from flan_nb import benchmark_data as bd
-from flan_nb import prompts as pr
+from flan_nb import config, models
+from flan_nb.eval import answers, generation
+from flan_nb.eval import benchmarks as bd
+from flan_nb.eval import driver as evaluation
+from flan_nb.eval import prompts as pr
 
 
 def plain_loop(loaded, texts, max_new_tokens, stop):

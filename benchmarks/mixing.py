@@ -38,7 +38,8 @@ def _rss_sampler(stop: threading.Event, peak: list[int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flan_nb import config, mixing, registry
+    from flan_nb import config
+    from flan_nb.data import mixing, registry
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-examples", type=int, default=1_000_000)

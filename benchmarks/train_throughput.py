@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flan_nb.train import launcher
+from flan_nb.train import params as train_params
+
 N_COT = 1000
 N_NIV2 = 1000
 
@@ -33,7 +36,7 @@ N_NIV2 = 1000
 def load_examples(root: Path, n_cot: int, n_niv2: int, seed: int) -> list[dict[str, str]]:
     """Real examples as (inputs, targets); CoT targets carry the rationale, NIv2 inputs the task
     definition (the zero-shot Flan formats, in our own wording)."""
-    from flan_nb import data
+    from flan_nb.data import loaders as data
 
     rng = random.Random(seed)
     cot_rows: list[dict[str, str]] = []
@@ -62,7 +65,7 @@ def tokenize(rows: list[dict[str, str]], tokenizer: Any, input_len: int, target_
     tokenize_mixture, so both methods see identical token ids."""
     import datasets
 
-    from flan_nb import train
+    from flan_nb.train import loop as train
 
     data = train.tokenize_mixture(datasets.Dataset.from_list(rows), tokenizer, kind="seq2seq",
                                   input_len=input_len, target_len=target_len,
@@ -136,10 +139,11 @@ def run_hf(pairs, args, loaded: Any) -> dict[str, Any]:
 
 
 def run_packed(rows, args, workdir: Path) -> dict[str, Any]:
-    """flan_nb.train.train() itself on the same examples (mixture written to a temp dir)."""
+    """flan_nb.train.loop.train() itself on the same examples (mixture written to a temp dir)."""
     import datasets
 
-    from flan_nb import runs, train
+    from flan_nb import runs
+    from flan_nb.train import loop as train
 
     mix = workdir / "mixture"
     datasets.Dataset.from_list([{**r, "task": r["collection"]} for r in rows]).save_to_disk(str(mix))
@@ -148,12 +152,12 @@ def run_packed(rows, args, workdir: Path) -> dict[str, Any]:
     # checkpoints and the final model go to the temp dir, never into the repo's artifacts/
     os.environ["FLAN_NB_ARTIFACTS"] = str(workdir / "artifacts")
     cfg = train.TrainParams(**{
-        **train.DEFAULTS, "model": "builtin:tiny-t5", "mixture_path": str(mix),
+        **train_params.DEFAULTS, "model": "builtin:tiny-t5", "mixture_path": str(mix),
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "dropout": 0.0,
         "input_len": args.input_len, "target_len": args.target_len, "packing": args.packing,
         "checkpoint_every": 0, "log_every": args.steps, "seed": args.seed})
     summary = train.train(cfg, runs.open_run(str(run_dir)), progress=False)
-    log = train.read_log(run_dir)[args.warmup:]
+    log = launcher.read_log(run_dir)[args.warmup:]
     real = sum(r["non_pad_tokens"] for r in log)
     slots = sum(r["token_slots"] for r in log)
     seconds = sum(r["seconds"] for r in log)

@@ -92,7 +92,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from flan_nb import sweeps
+    from flan_nb.report import sweeps
 
     record = sweeps.run_sweep(args.sweep, results_root=args.results)
     print(f"sweep record: {record}")
@@ -100,7 +100,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from flan_nb import compare
+    from flan_nb.report import compare
 
     result = compare.compare_runs(_find_run(args.run_a, args.results),
                                   _find_run(args.run_b, args.results))

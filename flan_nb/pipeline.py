@@ -23,14 +23,14 @@ from flan_nb import config, runs
 # cell must declare exactly these fields (tests/test_notebooks.py checks it).
 NOTEBOOK_PARAMS: dict[str, str] = {
     "00_walkthrough": "flan_nb.walkthrough:WalkthroughParams",
-    "01_data_mixing": "flan_nb.mixing:MixingParams",
-    "02_finetune": "flan_nb.train:TrainParams",
-    "03_eval_mmlu": "flan_nb.evaluation:EvalParams",
-    "04_eval_bbh": "flan_nb.evaluation:EvalParams",
-    "05_eval_tydiqa": "flan_nb.evaluation:EvalParams",
-    "06_eval_mgsm": "flan_nb.evaluation:EvalParams",
-    "07_tables": "flan_nb.report:TablesParams",
-    "08_scaling": "flan_nb.figures:ScalingParams",
+    "01_data_mixing": "flan_nb.data.mixing:MixingParams",
+    "02_finetune": "flan_nb.train.params:TrainParams",
+    "03_eval_mmlu": "flan_nb.eval.driver:EvalParams",
+    "04_eval_bbh": "flan_nb.eval.driver:EvalParams",
+    "05_eval_tydiqa": "flan_nb.eval.driver:EvalParams",
+    "06_eval_mgsm": "flan_nb.eval.driver:EvalParams",
+    "07_tables": "flan_nb.report.tables:TablesParams",
+    "08_scaling": "flan_nb.report.figures:ScalingParams",
 }
 INJECTED = ("run_dir", "params_file")
 TOP_LEVEL = {"experiment": str, "description": str, "notebooks": dict}
@@ -145,7 +145,7 @@ def _finalize_metrics(run: runs.Run) -> None:
     metrics = run.read_metrics()
     if not any(b in metrics for b in ("mmlu", "bbh", "tydiqa", "mgsm")):
         return
-    from flan_nb import scores
+    from flan_nb.eval import scores
 
     run.write_metrics("normalized_average", scores.normalized_average(metrics))
 

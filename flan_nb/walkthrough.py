@@ -70,7 +70,7 @@ def render_formats(family: str, seed: int, *, n_exemplars: int = 2,
     The same template is used in every row so only the format changes; exemplars for the fs
     formats are other examples of the same task, as in the mixture.
     """
-    from flan_nb import synthetic, templates
+    from flan_nb.data import synthetic, templates
 
     if family not in synthetic.training_families():
         raise WalkthroughError(f"family {family!r} is not a synthetic training family; known: "
@@ -120,7 +120,7 @@ def sample_mixture(run: Any, *, seed: int, num_examples: int, cap: int,
     `mixture_path` (notebook 01 owns that). The table has, per task: examples available,
     the capped size, the planned share min(n, cap)/sum min(n', cap) and the realized share.
     """
-    from flan_nb import mixing, registry, synthetic
+    from flan_nb.data import mixing, registry, synthetic
 
     if cap <= 0 or num_examples <= 0:
         raise WalkthroughError(f"mixture_cap ({cap}) and mixture_examples ({num_examples}) must "
@@ -198,7 +198,7 @@ def encode_pair(tokenizer: Any, inputs: str, targets: str, *, input_len: int,
     """(input ids + EOS, target ids + EOS, truncated?) exactly as training tokenizes a pair."""
     import datasets
 
-    from flan_nb import train
+    from flan_nb.train import loop as train
 
     try:
         ids = train.tokenize_mixture(datasets.Dataset.from_dict({"inputs": [inputs], "targets": [targets]}),
@@ -224,7 +224,7 @@ def pack_mixture(mixture_dir: str | Path, tokenizer: Any, *, n: int, input_len: 
     """Tokenize mixture rows [start, start+n) and best-fit pack them into seq2seq rows."""
     import datasets
 
-    from flan_nb import packing
+    from flan_nb.train import packing
 
     ds = datasets.load_from_disk(str(mixture_dir))
     if start >= len(ds):
@@ -255,7 +255,7 @@ def packing_table(demo: PackedDemo) -> pd.DataFrame:
 
 def attention_masks(batch: Mapping[str, Any], row: int = 0) -> dict[str, np.ndarray]:
     """Boolean (queries, keys) masks of one row, exactly as packed_forward builds them."""
-    from flan_nb.packed_forward import allowed_pairs
+    from flan_nb.train.packed_forward import allowed_pairs
 
     if "encoder_segment_ids" not in batch:
         raise WalkthroughError("attention_masks needs a seq2seq batch (encoder_segment_ids)")
@@ -372,8 +372,8 @@ def few_training_steps(model: Any, rows: Sequence[Any], *, steps: int, batch_row
     """
     from transformers.optimization import Adafactor
 
-    from flan_nb import packing
-    from flan_nb.packed_forward import packed_loss
+    from flan_nb.train import packing
+    from flan_nb.train.packed_forward import packed_loss
 
     if steps <= 0 or batch_rows <= 0:
         raise WalkthroughError(f"train_steps ({steps}) and batch_rows ({batch_rows}) must be > 0")
@@ -422,7 +422,9 @@ def bbh_cot_item(subtask: str, seed: int, n_items: int = 3) -> tuple[Any, str]:
     The synthetic set is built from the held-out family's test split; its first item comes from
     the same `synthetic.generate` call, which also gives the rationale an ideal model would write.
     """
-    from flan_nb import benchmark_data, prompts, synthetic
+    from flan_nb.data import synthetic
+    from flan_nb.eval import benchmarks as benchmark_data
+    from flan_nb.eval import prompts
 
     if subtask not in synthetic.BBH_SUBTASKS:
         raise WalkthroughError(f"bbh_subtask {subtask!r} is not a synthetic BBH subtask; known: "
@@ -451,7 +453,7 @@ def greedy_generate(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int
 
 def cot_walk(item: Any, generations: Mapping[str, str]) -> pd.DataFrame:
     """Per generation: the raw text, the answer answers.extract reads from it, gold, correct."""
-    from flan_nb import answers
+    from flan_nb.eval import answers
 
     rows = []
     for who, raw in generations.items():
@@ -469,7 +471,7 @@ def cot_walk(item: Any, generations: Mapping[str, str]) -> pd.DataFrame:
 
 
 def paper_row(model: str, table: str = "table5") -> dict[str, Any]:
-    from flan_nb import report
+    from flan_nb.report import tables as report
 
     rows = report.paper_rows(table)
     for r in rows:
@@ -487,8 +489,8 @@ def normalized_average_by_hand(model: str, *, bbh_random: float | None = None
     with the mean per-subtask baseline (scores.mean_bbh_random); the paper normalized each BBH
     subtask first, which is why the recomputation can differ from the printed value by a little.
     """
-    from flan_nb import benchmark_data as bd
-    from flan_nb import scores
+    from flan_nb.eval import benchmark_schema as bd
+    from flan_nb.eval import scores
 
     row = paper_row(model)
     s = bd.settings()

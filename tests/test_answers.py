@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flan_nb import answers as A
-from flan_nb.prompts import EvalItem, Prompt
+from flan_nb.eval import answers as A
+from flan_nb.eval.prompts import EvalItem, Prompt
 
 
 def _item(benchmark, subtask, gold, options=(), **meta):
@@ -199,8 +199,8 @@ def test_extractors_read_the_official_exemplar_answers(data_root):
     import json
     import re
 
-    from flan_nb import benchmark_data as bd
-    from flan_nb import prompts as P
+    from flan_nb.eval import benchmarks as bd
+    from flan_nb.eval import prompts as P
 
     bbh = bd.load("bbh", data_root=data_root, n_per_subtask=1)
     for task in bbh.items:

@@ -10,8 +10,9 @@ import statistics
 
 import pytest
 
-from flan_nb import benchmark_data as bd
-from flan_nb.benchmark_data import BenchmarkData, BenchmarkDataError
+from flan_nb.eval import benchmark_schema
+from flan_nb.eval import benchmarks as bd
+from flan_nb.eval.benchmark_schema import BenchmarkData, BenchmarkDataError
 
 
 @pytest.mark.data
@@ -55,7 +56,7 @@ def test_bbh_baselines_in_yaml_match_the_files(data_root):
     conf = bd.settings()["bbh"]["subtasks"]
     for task, info in conf.items():
         doc = json.loads((data_root / "bbh" / "bbh" / f"{task}.json").read_text("utf-8"))
-        counts = [len(bd.bbh_options(e["input"])) for e in doc["examples"]]
+        counts = [len(benchmark_schema.bbh_options(e["input"])) for e in doc["examples"]]
         if info["kind"] == "multiple_choice":
             mode = collections.Counter(counts).most_common(1)[0][0]
             assert info["n_options"] == mode, task

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from flan_nb import checkpoints
+from flan_nb.train import checkpoints
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flan_nb import compare
+from flan_nb.report import compare
 
 FIX = Path(__file__).parent / "fixtures" / "report"
 RUN_A, RUN_B = FIX / "run_a", FIX / "run_b"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flan_nb import contamination
+from flan_nb.data import contamination
 
 LONG = ("the quick brown fox jumps over the lazy dog while seven small birds sing loudly in the old "
         "oak tree near the river")
@@ -31,7 +31,7 @@ def test_report_finds_planted_leak_per_subtask():
 
 
 def test_synthetic_training_mixture_is_clean_against_synthetic_benchmarks():
-    from flan_nb import synthetic
+    from flan_nb.data import synthetic
 
     rows = []
     for fam in synthetic.training_families():
@@ -59,7 +59,7 @@ def test_real_eval_sets_load(data_root):
     assert mmlu == 14042
     assert sum(len(v) for (b, _), v in sets.items() if b == "mgsm") >= 2500
     # GSM8K test problems are MGSM-en: a mixture holding them must be flagged
-    from flan_nb import data
+    from flan_nb.data import loaders as data
 
     gsm_test = data.load_gsm8k(data_root / "gsm8k", split="test", max_examples=20)
     rows = [{"inputs": q, "targets": "", "task": "gsm8k_test"} for q in gsm_test["inputs"]]

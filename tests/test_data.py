@@ -7,9 +7,10 @@ import random
 
 import pytest
 
-from flan_nb import data
+from flan_nb.data import loaders as data
+from flan_nb.data import promptsource, rows
 
-SCHEMA = set(data.RAW_COLUMNS)
+SCHEMA = set(rows.RAW_COLUMNS)
 
 
 def test_cot_tsv_unescapes_newlines_and_names_bad_lines(tmp_path):
@@ -131,7 +132,7 @@ def test_offline_hub_id_fails_clearly(monkeypatch):
 
 
 def test_synthetic_loader_refuses_held_out_families():
-    from flan_nb import synthetic
+    from flan_nb.data import synthetic
 
     fam = synthetic.training_families()[0]
     ds = data.load_synthetic(fam, 20, seed=1)
@@ -180,10 +181,10 @@ def test_real_promptsource_on_in_memory_rows(data_root):
     assert len(templates) >= 10
     row = {"premise": "The man fell.", "choice1": "He slipped.", "choice2": "He sang.",
            "question": "cause", "label": 0, "idx": 0}
-    rendered = [data.apply_template(t, row, rng=random.Random(0)) for t in templates.values()]
+    rendered = [promptsource.apply_template(t, row, rng=random.Random(0)) for t in templates.values()]
     ok = [r for r in rendered if r is not None]
     assert ok and all(r[1] in ("He slipped.", "He slipped") for r in ok)
-    exercise = data.apply_template(templates["exercise"], row)
+    exercise = promptsource.apply_template(templates["exercise"], row)
     assert exercise[1] == "He slipped." and exercise[2] == ["He slipped.", "He sang."]
     assert "The man fell." in exercise[0]
 
@@ -204,7 +205,7 @@ def test_load_task_dispatch(data_root):
 
 
 def test_load_synthetic_halves_n_only_when_a_family_runs_out_of_items(monkeypatch):
-    from flan_nb import synthetic
+    from flan_nb.data import synthetic
 
     real = synthetic.as_dataset
     family = synthetic.training_families()[0]

@@ -3,7 +3,8 @@ from __future__ import annotations
 import datasets
 import torch
 
-from flan_nb import diagnostics, models
+from flan_nb import models
+from flan_nb.train import diagnostics
 
 
 def _mixture(tmp_path):
@@ -40,7 +41,7 @@ def test_untrained_model_ignores_input_and_a_copier_does_not(tmp_path):
 
 def test_scores_the_token_ids_training_sees(tmp_path, monkeypatch):
     """EOS on both sides for T5, and truncation that keeps EOS, exactly as train.tokenize_mixture."""
-    from flan_nb import train
+    from flan_nb.train import loop as train
 
     mix = _mixture(tmp_path)
     ckpt = tmp_path / "model"

@@ -10,7 +10,10 @@ import sys
 
 import pytest
 
-from flan_nb import benchmark_data, evaluation, generation, models, prompts, runs, scores
+from flan_nb import models, runs
+from flan_nb.eval import benchmarks as benchmark_data
+from flan_nb.eval import driver as evaluation
+from flan_nb.eval import generation, prompts, scores
 
 DEFAULTS = dict(
     model="builtin:tiny-t5", dtype="float32", data="synthetic", data_root="", split="",
@@ -192,7 +195,8 @@ DP_EVAL = r'''
 import json, sys, torch
 torch.set_num_threads(1)
 from accelerate import PartialState
-from flan_nb import evaluation, runs
+from flan_nb import runs
+from flan_nb.eval import driver as evaluation
 state = PartialState(cpu=True)
 cfg = evaluation.EvalParams(model="builtin:tiny-t5", dtype="float32", data="synthetic",
     data_root="", split="", settings=["direct", "cot_sc"], subtasks=[], max_per_subtask=3,

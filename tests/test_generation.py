@@ -16,8 +16,8 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from flan_nb import generation
-from flan_nb.generation import GenerationCache, generate
+from flan_nb.eval import generation
+from flan_nb.eval.generation import GenerationCache, generate
 
 
 @dataclass
@@ -260,7 +260,7 @@ import json, sys, torch
 torch.set_num_threads(1)
 from accelerate import PartialState
 from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
-from flan_nb.generation import GenerationCache, generate_parallel
+from flan_nb.eval.generation import GenerationCache, generate_parallel
 
 class Tiny:
     pass

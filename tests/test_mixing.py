@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flan_nb import mixing, registry
-from flan_nb.registry import Task
+from flan_nb.data import mixing, registry
+from flan_nb.data.registry import Task
 
 
 def _task(tid: str, collection: str, *, held_out: bool = False, template_set: str = "no_such_set") -> Task:
@@ -218,7 +218,7 @@ def test_build_mixture_synthetic_needs_no_data(tmp_path, monkeypatch):
     path = run.output("mixture_path")
     ds = datasets.load_from_disk(path)
     assert len(ds) == 600 and set(ds["collection"]) == {"synthetic"}
-    from flan_nb import synthetic
+    from flan_nb.data import synthetic
 
     assert {t.removeprefix("synthetic_") for t in ds["task"]} <= set(synthetic.training_families())
     metrics = run.read_metrics()["mixing"]

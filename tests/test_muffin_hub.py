@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from flan_nb import data, registry
+from flan_nb.data import loaders as data
+from flan_nb.data import muffin_hub, registry
 
 NLI3 = ["yes", "it is not possible to tell", "no"]
 YN = ["no", "yes"]
@@ -262,7 +263,7 @@ CASES: dict[str, tuple[list[dict], list]] = {
     "word_segment": (XSUM, [("Shortone.", "Short one.", []), ("Shorttwo.", "Short two.", [])]),
 }
 
-SPEC = data.load_muffin_hub_spec()
+SPEC = muffin_hub.load_muffin_hub_spec()
 
 
 @pytest.fixture(autouse=True)
@@ -282,7 +283,7 @@ def _patch_hub(monkeypatch: pytest.MonkeyPatch, rows: list[dict], calls: list | 
 def test_every_entry_well_formed_and_has_a_case() -> None:
     assert len(SPEC) >= 60
     for name, entry in SPEC.items():
-        assert data.check_muffin_hub_entry(name, entry) == [], name
+        assert muffin_hub.check_muffin_hub_entry(name, entry) == [], name
     assert set(CASES) == set(SPEC), "every YAML entry needs hand-written records here"
 
 
@@ -305,7 +306,7 @@ def test_entry_converts_real_schema_records(name: str, monkeypatch: pytest.Monke
     calls: list = []
     _patch_hub(monkeypatch, records, calls)
     stats: dict = {}
-    ds = data.load_muffin_hub(entry["hub"], task=name, config=entry.get("config"), stats=stats)
+    ds = muffin_hub.load_muffin_hub(entry["hub"], task=name, config=entry.get("config"), stats=stats)
     assert calls == [(entry["hub"], entry.get("config"), entry.get("splits", {}).get("train", "train"))]
     want = [e for e in expected if e is not SKIP]
     assert len(ds) == len(want)
@@ -324,10 +325,10 @@ def test_missing_field_is_a_bad_row_naming_row_and_field(monkeypatch: pytest.Mon
     rows = [ARC[0], {"id": "Q9", "question": "No choices here", "answerKey": "A"}]
     _patch_hub(monkeypatch, rows)
     with pytest.raises(data.DataFormatError, match=r"line 1: .*'choices\.text'"):
-        data.load_muffin_hub("allenai/ai2_arc", task="arc_easy", config="ARC-Easy")
+        muffin_hub.load_muffin_hub("allenai/ai2_arc", task="arc_easy", config="ARC-Easy")
     stats: dict = {}
     with pytest.warns(UserWarning, match="skipped 1"):
-        ds = data.load_muffin_hub("allenai/ai2_arc", task="arc_easy", on_bad_rows="skip", stats=stats)
+        ds = muffin_hub.load_muffin_hub("allenai/ai2_arc", task="arc_easy", on_bad_rows="skip", stats=stats)
     assert len(ds) == 1 and stats["bad_rows"] == 1
     assert "line 1" in stats["bad_examples"][0] and "choices.text" in stats["bad_examples"][0]
 
@@ -335,17 +336,17 @@ def test_missing_field_is_a_bad_row_naming_row_and_field(monkeypatch: pytest.Mon
 def test_bad_label_and_answer_key_are_bad_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch_hub(monkeypatch, [{"text": "x", "label": 7}])
     with pytest.raises(data.DataFormatError, match="line 0: .*label 7 outside"):
-        data.load_muffin_hub("fancyzhx/ag_news", task="ag_news_subset")
+        muffin_hub.load_muffin_hub("fancyzhx/ag_news", task="ag_news_subset")
     _patch_hub(monkeypatch, [{**ARC[0], "answerKey": "Z"}])
     with pytest.raises(data.DataFormatError, match="answerKey='Z' not among"):
-        data.load_muffin_hub("allenai/ai2_arc", task="arc_easy")
+        muffin_hub.load_muffin_hub("allenai/ai2_arc", task="arc_easy")
 
 
 def test_split_mapping_and_lookup_by_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list = []
     _patch_hub(monkeypatch, [], calls)
-    data.load_muffin_hub("facebook/anli", task="anli_r2", split="validation")
-    data.load_muffin_hub("nyu-mll/glue", task="my_mrpc", config="mrpc")  # task unknown, hub+config unique
+    muffin_hub.load_muffin_hub("facebook/anli", task="anli_r2", split="validation")
+    muffin_hub.load_muffin_hub("nyu-mll/glue", task="my_mrpc", config="mrpc")  # task unknown, hub+config unique
     assert calls[0] == ("facebook/anli", None, "dev_r2")
     assert calls[1] == ("nyu-mll/glue", "mrpc", "train")
 
@@ -353,16 +354,16 @@ def test_split_mapping_and_lookup_by_hub(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_unknown_or_ambiguous_names_error_with_close_names(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch_hub(monkeypatch, [])
     with pytest.raises(NotImplementedError, match="close names: .*anli_r1"):
-        data.load_muffin_hub("someone/anli", task="anli_r4")
+        muffin_hub.load_muffin_hub("someone/anli", task="anli_r4")
     with pytest.raises(NotImplementedError, match="entries reading nyu-mll/glue: .*cola"):
-        data.load_muffin_hub("nyu-mll/glue", task="glue_thing")
+        muffin_hub.load_muffin_hub("nyu-mll/glue", task="glue_thing")
     with pytest.raises(data.DataFormatError, match="fix the registry source"):
-        data.load_muffin_hub("other/boolq", task="bool_q")
+        muffin_hub.load_muffin_hub("other/boolq", task="bool_q")
 
 
 def test_offline_hub_is_a_clear_error() -> None:
     with pytest.raises(FileNotFoundError, match="offline"):
-        data.load_muffin_hub("google/boolq", task="bool_q")
+        muffin_hub.load_muffin_hub("google/boolq", task="bool_q")
 
 
 def test_malformed_yaml_entries_are_reported(tmp_path) -> None:
@@ -374,7 +375,7 @@ def test_malformed_yaml_entries_are_reported(tmp_path) -> None:
         "  c: {hub: x, fields: [q], inputs: '{q}', targets: {field: q}, colour: red}\n"
         "  d: {hub: x, fields: [q], inputs: '{q}', targets: q}\n", encoding="utf-8")
     with pytest.raises(data.DataFormatError) as info:
-        data.load_muffin_hub_spec(bad)
+        muffin_hub.load_muffin_hub_spec(bad)
     msg = str(info.value)
     assert "'a'" in msg and "'z'" in msg and "quote yes/no" in msg
     assert "unknown filter 'shout'" in msg and "from_options needs options" in msg
@@ -383,11 +384,11 @@ def test_malformed_yaml_entries_are_reported(tmp_path) -> None:
 
 def test_pattern_language() -> None:
     rec = {"a": {"b": ["x", "y"]}, "n": 3}
-    assert data.fill_pattern("{{{a.b[1]}}} {n} {a.b|join}", rec) == "{y} 3 x, y"
+    assert muffin_hub.fill_pattern("{{{a.b[1]}}} {n} {a.b|join}", rec) == "{y} 3 x, y"
     with pytest.raises(ValueError, match="is a list"):
-        data.fill_pattern("{a.b}", rec)
-    with pytest.raises(data.MissingField, match="'a.c'"):
-        data.field_value(rec, "a.c")
+        muffin_hub.fill_pattern("{a.b}", rec)
+    with pytest.raises(muffin_hub.MissingField, match="'a.c'"):
+        muffin_hub.field_value(rec, "a.c")
 
 
 def test_load_task_reaches_the_yaml_through_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:

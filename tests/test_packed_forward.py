@@ -15,7 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flan_nb import models, packed_forward, packing
+from flan_nb import models
+from flan_nb.train import packed_forward, packing
 
 T5_SMALL = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4)
 LLAMA_SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,

@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from flan_nb import packing
-from flan_nb.packing import IGNORE_INDEX, PackingError
+from flan_nb.train import packing
+from flan_nb.train.packing import IGNORE_INDEX, PackingError
 
 
 def random_examples(n: int, *, max_in: int, max_tgt: int, seed: int = 0):

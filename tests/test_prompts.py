@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from flan_nb import benchmark_data as bd
-from flan_nb import prompts as P
-from flan_nb.benchmark_data import BenchmarkData, BenchmarkDataError
+from flan_nb.eval import benchmarks as bd
+from flan_nb.eval import prompts as P
+from flan_nb.eval.benchmark_schema import BenchmarkData, BenchmarkDataError
 
 WR_HEADER = "The following are multiple choice questions (with answers) about world religions.\n\n"
 WR_DEV = [

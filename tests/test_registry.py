@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flan_nb import registry
+from flan_nb.data import registry
 
 
 def test_counts_match_the_paper_except_the_documented_niv2_gap():
@@ -47,7 +47,7 @@ def test_unknown_task_lists_close_names():
 
 
 def test_synthetic_entries_come_from_the_synthetic_suite():
-    from flan_nb import synthetic
+    from flan_nb.data import synthetic
 
     reg = registry.load_registry()
     train = {t.dataset for t in reg.select("synthetic")}
@@ -57,7 +57,7 @@ def test_synthetic_entries_come_from_the_synthetic_suite():
 
 
 def test_template_sets_exist():
-    from flan_nb import templates
+    from flan_nb.data import templates
 
     available = set(templates.available_template_sets())
     missing = {t.template_set for t in registry.load_registry()} - available

@@ -13,7 +13,10 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from flan_nb import benchmark_data, figures, report, scores  # noqa: E402
+from flan_nb.eval import benchmarks as benchmark_data
+from flan_nb.eval import scores  # noqa: E402
+from flan_nb.report import export, figures
+from flan_nb.report import tables as report
 
 FIX = Path(__file__).parent / "fixtures" / "report"
 RUN_A, RUN_B, RUN_DEMO = FIX / "run_a", FIX / "run_b", FIX / "run_demo"
@@ -122,7 +125,7 @@ def test_language_tables(records):
 def test_markdown_renderer_exact():
     df = pd.DataFrame({"Model": ["a|b", "c"], "Score": [1.25, float("nan")]},
                       index=pd.Index(["r1", "r2"], name="Row"))
-    assert report.to_markdown(df, notes=["note"]) == (
+    assert export.to_markdown(df, notes=["note"]) == (
         "| Row | Model | Score |\n"
         "|:---|:---|---:|\n"
         "| r1 | a\\|b | 1.2 |\n"
@@ -135,14 +138,14 @@ def test_export_md_and_tex(records, tmp_path):
     tables = report.all_tables(records)
     assert {"table5", "table5_deltas", "mmlu_direct_categories", "bbh_nlp_alg",
             "tydiqa_languages", "mgsm_languages"} <= set(tables)
-    paths = report.export(tables, tmp_path, notes=report.data_notes(tables["table5"]))
+    paths = export.export(tables, tmp_path, notes=export.data_notes(tables["table5"]))
     assert {p.name for p in paths} >= {"table5.md", "table5.tex"}
     md = (tmp_path / "table5.md").read_text()
     assert "| eval_flan_t5_small / flan-t5-small | run 20260101-000000-eval_flan_t5_small |" in md
     assert "synthetic: built-in synthetic eval sets" in md
     tex = (tmp_path / "table5.tex").read_text()
     assert "\\toprule" in tex and "eval\\_flan\\_t5\\_small" in tex
-    assert report.style(tables["table5"]).to_html()  # the Styler renders
+    assert export.style(tables["table5"]).to_html()  # the Styler renders
 
 
 def test_collect_runs_for_the_notebook(tmp_path):

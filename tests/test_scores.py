@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
-from flan_nb import scores as S
+from flan_nb.eval import scores as S
 
 TABLE5 = yaml.safe_load(
     resources.files("flan_nb").joinpath("resources/paper/table5.yaml").read_text("utf-8")

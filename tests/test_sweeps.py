@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flan_nb import config, pipeline, runs, sweeps
+from flan_nb import config, pipeline, runs
+from flan_nb.report import sweeps
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from flan_nb import synthetic as S
+from flan_nb.data import synthetic as S
+from flan_nb.data import synthetic_families
 
 N = 40
 
@@ -100,7 +101,7 @@ def test_arithmetic_rationales_are_correct(train_sets):
             steps = _check_equations(r["rationale"])
             if family in ("arithmetic_word", "multistep_arithmetic", "unit_conversion",
                           "object_counting"):
-                assert steps and S._fmt_num(steps[-1]) == r["targets"], r
+                assert steps and synthetic_families._fmt_num(steps[-1]) == r["targets"], r
 
 
 def test_family_answers(train_sets):
@@ -275,7 +276,7 @@ def test_capacity_for_mixture_sized_requests(family):
 @pytest.mark.parametrize("benchmark", ["mmlu", "bbh", "tydiqa", "mgsm"])
 def test_loads_through_benchmark_data(benchmark):
     """The stand-ins pass the real loader's validation."""
-    from flan_nb import benchmark_data as bd
+    from flan_nb.eval import benchmarks as bd
 
     data = bd.load(benchmark, source="synthetic", n_per_subtask=3, seed=0)
     assert data.meta["data"] == "synthetic" and data.n_items >= 3 * 3

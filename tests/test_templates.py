@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flan_nb import synthetic as S
-from flan_nb import templates as T
+from flan_nb.data import synthetic as S
+from flan_nb.data import templates as T
 
 COT_SETS = ("aqua", "creak", "ecqa", "esnli", "gsm8k", "qasc", "qed", "sensemaking", "strategyqa")
 SLICE_SETS = ("arc", "boolq", "commonsense_qa", "copa", "openbook_qa", "piqa", "siqa",

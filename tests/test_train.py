@@ -17,7 +17,10 @@ import pytest
 import torch
 import yaml
 
-from flan_nb import checkpoints, config, runs, train
+from flan_nb import config, runs
+from flan_nb.train import checkpoints, launcher, model_init
+from flan_nb.train import loop as train
+from flan_nb.train import params as train_params
 
 PROJECT = Path(__file__).resolve().parent.parent
 COLLECTIONS = ("muffin", "niv2", "cot")
@@ -40,7 +43,7 @@ def make_mixture(path: Path, n: int = 120, *, long_target_at: int | None = None)
 
 
 def make_cfg(tmp_path: Path, mixture: Path, **overrides) -> train.TrainParams:
-    values = {**train.DEFAULTS, "mixture_path": str(mixture), "steps": 4, "batch_size": 4,
+    values = {**train_params.DEFAULTS, "mixture_path": str(mixture), "steps": 4, "batch_size": 4,
               "input_len": 64, "target_len": 8, "checkpoint_every": 2, "log_every": 1,
               "dropout": 0.0, **overrides}
     return train.TrainParams(**values)
@@ -58,12 +61,12 @@ def env(tmp_path, monkeypatch):
 def new_run(root: Path, name: str) -> runs.Run:
     path = root / "results" / name
     path.mkdir(parents=True)
-    return runs.open_run(str(path), notebook=train.NOTEBOOK)
+    return runs.open_run(str(path), notebook=train_params.NOTEBOOK)
 
 
 def final_weights(run: runs.Run) -> dict[str, torch.Tensor]:
     final = Path(run.output("checkpoint_path"))
-    files = train._weights_files(final)
+    files = model_init._weights_files(final)
     assert files, f"no weights in {final}"
     out: dict[str, torch.Tensor] = {}
     for f in files:
@@ -94,13 +97,13 @@ def cli_env(root: Path) -> dict:
 def test_notebook_parameters_equal_dataclass_fields_and_defaults():
     cell = config.parameters_cell(PROJECT / "notebooks" / "02_finetune.ipynb")
     assert list(cell) == [f.name for f in dataclasses.fields(train.TrainParams)]
-    assert cell == train.DEFAULTS
+    assert cell == train_params.DEFAULTS
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (PROJECT / "params").glob("flan-*.yaml")))
 def test_params_files_validate(name):
     path = PROJECT / "params" / name
-    cfg = train.params_from_file(path)
+    cfg = train_params.params_from_file(path)
     kind = "causal" if "palm" in name else "seq2seq"
     train.check_params(cfg, kind=kind, num_processes=cfg.num_processes)
     if name.startswith("flan-t5-"):
@@ -111,14 +114,14 @@ def test_params_files_validate(name):
         mixing = yaml.safe_load(path.read_text())["notebooks"]["01_data_mixing"]
         assert mixing["preset"] == "proportion_b"
     if cfg.accelerate_config:
-        assert train.accelerate_config_path(cfg.accelerate_config).is_file()
+        assert launcher.accelerate_config_path(cfg.accelerate_config).is_file()
 
 
-@pytest.mark.parametrize("name", train.ACCELERATE_CONFIGS)
+@pytest.mark.parametrize("name", train_params.ACCELERATE_CONFIGS)
 def test_accelerate_configs_load_in_accelerate(name):
     from accelerate.commands.config.config_args import load_config_from_file
 
-    path = train.accelerate_config_path(name)
+    path = launcher.accelerate_config_path(name)
     assert path.parent == PROJECT / "params" / "accelerate"
     cfg = load_config_from_file(str(path))
     expected = {"single_device": "NO", "ddp": "MULTI_GPU", "fsdp_t5": "FSDP",
@@ -132,13 +135,13 @@ def test_accelerate_configs_load_in_accelerate(name):
 
 def test_unknown_accelerate_config_is_named():
     with pytest.raises(config.ParamsError, match="fsdp_t6"):
-        train.accelerate_config_path("fsdp_t6")
+        launcher.accelerate_config_path("fsdp_t6")
 
 
 def test_unknown_key_in_params_file_is_named(tmp_path):
     path = write_params(tmp_path / "p.yaml", {"stepz": 3})
     with pytest.raises(config.ParamsError, match="stepz.*did you mean steps"):
-        train.params_from_file(path)
+        train_params.params_from_file(path)
 
 
 def test_batch_not_divisible_is_refused_before_training(tmp_path):
@@ -217,7 +220,7 @@ def test_grad_accumulation_matches_one_big_batch(env):
     w1, w2 = final_weights(r1), final_weights(r2)
     assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-5
     assert s1["final_loss"] == pytest.approx(s2["final_loss"], rel=1e-6)
-    log = train.read_log(r1)
+    log = launcher.read_log(r1)
     assert [r["step"] for r in log] == [1, 2, 3]
     assert all(0 < r["non_pad_fraction"] <= 1 and r["tokens_per_s"] > 0 for r in log)
     metrics = r1.read_metrics()["train"]
@@ -231,7 +234,7 @@ def test_loss_goes_down_and_collection_losses_are_logged(env):
     summary = train.train(make_cfg(env, mix, steps=25, lr=3e-3, checkpoint_every=0), run,
                           progress=False)
     assert summary["final_loss_avg10"] < summary["first_loss"]
-    rows = train.collection_losses(train.read_log(run))
+    rows = launcher.collection_losses(launcher.read_log(run))
     assert {r["collection"] for r in rows} == set(COLLECTIONS)
     assert all(r["loss"] > 0 for r in rows)
 
@@ -264,7 +267,7 @@ def test_adafactor_parameter_scaling_switch_changes_the_update(env):
                              adafactor_scale_parameter=flag), run, progress=False)
     from flan_nb import models
 
-    init = models.load(train.DEFAULTS["model"]).model.state_dict()
+    init = models.load(train_params.DEFAULTS["model"]).model.state_dict()
     key = "encoder.block.0.layer.1.DenseReluDense.wo.weight"
     step = {f: (final_weights(r)[key] - init[key]).abs().mean() for f, r in runs_.items()}
     # scaled steps are lr x RMS(weight), far smaller than lr for these small init weights
@@ -272,7 +275,7 @@ def test_adafactor_parameter_scaling_switch_changes_the_update(env):
 
 
 def test_nan_loss_stops_saves_and_reports_step(env, monkeypatch):
-    from flan_nb import packed_forward
+    from flan_nb.train import packed_forward
 
     real = packed_forward.packed_segment_losses
     calls = {"n": 0}
@@ -291,7 +294,7 @@ def test_nan_loss_stops_saves_and_reports_step(env, monkeypatch):
     snap = Path(info.value.checkpoint)
     assert snap.name == "diverged_step_000003" and (snap / "meta.json").is_file()
     assert json.loads((snap / "meta.json").read_text())["step"] == 2
-    assert [r["step"] for r in train.read_log(run)] == [1, 2]
+    assert [r["step"] for r in launcher.read_log(run)] == [1, 2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,7 +309,7 @@ def _params_for_cli(tmp: Path, mix: Path, **extra) -> dict:
 
 def test_crash_then_rerun_resumes_exactly_in_process(env, monkeypatch):
     """Fast variant of the SIGKILL test: an exception mid-run, then the same call again."""
-    from flan_nb import packed_forward
+    from flan_nb.train import packed_forward
 
     mix = make_mixture(env / "mix", 60)
     cfg = make_cfg(env, mix, steps=6, checkpoint_every=2, dropout=0.1, lr=2e-3)
@@ -331,7 +334,7 @@ def test_crash_then_rerun_resumes_exactly_in_process(env, monkeypatch):
     assert summary["resumed_from"].endswith("step_000004")
     w_ref, w_crashed = final_weights(ref), final_weights(crashed)
     assert all(torch.equal(w_ref[k], w_crashed[k]) for k in w_ref)
-    assert [r["loss"] for r in train.read_log(crashed)] == [r["loss"] for r in train.read_log(ref)]
+    assert [r["loss"] for r in launcher.read_log(crashed)] == [r["loss"] for r in launcher.read_log(ref)]
 
 
 def test_sigkill_then_rerun_resumes_to_identical_weights(env):
@@ -351,8 +354,8 @@ def test_sigkill_then_rerun_resumes_to_identical_weights(env):
                             stderr=subprocess.DEVNULL, text=True)
     killed_after = None
     for line in proc.stdout:
-        if line.startswith(train.LOG_PREFIX):
-            rec = json.loads(line[len(train.LOG_PREFIX):])
+        if line.startswith(train_params.LOG_PREFIX):
+            rec = json.loads(line[len(train_params.LOG_PREFIX):])
             if rec.get("step", 0) >= 7:
                 os.kill(proc.pid, signal.SIGKILL)
                 killed_after = rec["step"]
@@ -367,8 +370,8 @@ def test_sigkill_then_rerun_resumes_to_identical_weights(env):
     again = subprocess.run(base + [str(kill_dir)], env=e, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    start = next(json.loads(line[len(train.LOG_PREFIX):]) for line in again.stdout.splitlines()
-                 if line.startswith(train.LOG_PREFIX))
+    start = next(json.loads(line[len(train_params.LOG_PREFIX):]) for line in again.stdout.splitlines()
+                 if line.startswith(train_params.LOG_PREFIX))
     assert start["start_step"] == ckpt.step and start["resumed_from"]
 
     ref_run = runs.open_run(str(ref_dir))
@@ -377,7 +380,7 @@ def test_sigkill_then_rerun_resumes_to_identical_weights(env):
     for k in w_ref:
         assert torch.equal(w_ref[k], w_kill[k]), f"{k} differs after resume"
     # the log was cut back to the checkpoint and continued: one record per step, same losses
-    ref_log, kill_log = train.read_log(ref_run), train.read_log(kill_run)
+    ref_log, kill_log = launcher.read_log(ref_run), launcher.read_log(kill_run)
     assert [r["step"] for r in kill_log] == list(range(1, 21))
     assert [r["loss"] for r in kill_log] == [r["loss"] for r in ref_log]
     assert len(checkpoints.list_checkpoints(kill_run.artifacts / "checkpoints")) == 2
@@ -394,7 +397,7 @@ def test_two_processes_equal_one_process(env):
     e = cli_env(env)
     t0 = time.time()
     for run_dir, n in ((one, 1), (two, 2)):
-        cmd = train.command(params, run_dir, num_processes=n)
+        cmd = launcher.command(params, run_dir, num_processes=n)
         if n == 2:
             assert "accelerate.commands.launch" in " ".join(cmd)
         done = subprocess.run(cmd + ["--no-progress"], env=e, capture_output=True, text=True,
@@ -414,13 +417,13 @@ def test_launch_streams_log_and_returns_summary(env):
     run = new_run(env, "r")
     seen = []
     cfg = make_cfg(env, mix, steps=3, checkpoint_every=0)
-    summary = train.launch(cfg, run, live=False, on_log=seen.append,
+    summary = launcher.launch(cfg, run, live=False, on_log=seen.append,
                            env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     assert [r["step"] for r in seen] == [1, 2, 3]
     assert summary["steps"] == 3 and run.output("checkpoint_path") == summary["checkpoint_path"]
     assert (run.path / "train" / "launch_params.yaml").is_file()
     # a finished run relaunched is a no-op resume, not a second training
-    again = train.launch(cfg, run, live=False)
+    again = launcher.launch(cfg, run, live=False)
     assert again["steps"] == 3 and again["resumed_from"]
 
 
@@ -428,4 +431,4 @@ def test_launch_failure_shows_the_error(env):
     run = new_run(env, "r")
     cfg = make_cfg(env, env / "missing-mixture", steps=2)
     with pytest.raises(train.TrainError, match="mixture .*missing-mixture does not exist"):
-        train.launch(cfg, run, live=False)
+        launcher.launch(cfg, run, live=False)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from flan_nb import config, packing
+from flan_nb import config
 from flan_nb import walkthrough as wt
+from flan_nb.train import packing
 
 matplotlib.use("Agg")
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "00_walkthrough.ipynb"

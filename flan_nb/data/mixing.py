@@ -15,7 +15,6 @@ shard by shard (bounded memory) plus `manifest.json`; the same params give byte-
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import random
@@ -28,18 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from flan_nb import registry as registry_mod
-from flan_nb import templates
-from flan_nb.registry import COLLECTIONS, Registry, Task
+from flan_nb.data import registry as registry_mod
+from flan_nb.data.formats import FormatRatios, Renderer
+from flan_nb.data.mixture_io import MixingError, sha256_files, write_arrow
+from flan_nb.data.registry import COLLECTIONS, Registry, Task
 
-PRESET_DIR = Path(__file__).resolve().parent / "resources" / "mixtures"
+PRESET_DIR = Path(__file__).resolve().parents[1] / "resources" / "mixtures"
 DEFAULT_CAPS = {"muffin": 30000, "t0sf": 20000, "cot": 100000, "niv2": 5000, "synthetic": 100000}
 MIXTURE_COLUMNS = ("inputs", "targets", "task", "collection", "format", "cot", "template_id", "example_id")
 TOKEN_UNIT = "whitespace-separated words"  # what the manifest's token-length stats count
-
-
-class MixingError(ValueError):
-    """Invalid mixing parameters or a task that cannot be mixed; the message says which."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,156 +204,6 @@ def draw_counts(probs: Mapping[str, float], num_examples: int, seed: int) -> dic
     rng = np.random.default_rng([seed, 1])
     counts = rng.multinomial(num_examples, p)
     return {n: int(c) for n, c in zip(names, counts, strict=True)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Rendering
-
-
-@dataclass
-class FormatRatios:
-    fs_fraction: float
-    opt_fraction: float
-    cot_fraction: float
-    max_exemplars: int
-    max_input_tokens: int
-
-    def __post_init__(self) -> None:
-        for name in ("fs_fraction", "opt_fraction", "cot_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise MixingError(f"{name} must be in [0, 1], got {value}")
-        if self.max_exemplars < 0:
-            raise MixingError(f"max_exemplars must be >= 0, got {self.max_exemplars}")
-
-
-COT_COLLECTIONS = ("cot", "synthetic")  # only these carry rationales (paper: only CoT data uses CoT formats)
-
-
-class Renderer:
-    """Renders raw examples with templates.render; a task without its own set uses passthrough."""
-
-    def __init__(self, ratios: FormatRatios):
-        self.ratios = ratios
-        self._sets: dict[str, templates.TemplateSet] = {}
-        self.fallbacks: dict[str, str] = {}
-        self.available = set(templates.available_template_sets())
-
-    def template_set(self, task: Task) -> templates.TemplateSet:
-        if task.id not in self._sets:
-            name = task.template_set
-            if name not in self.available:
-                name = "passthrough"
-                self.fallbacks[task.id] = name
-            self._sets[task.id] = templates.load_template_set(name)
-        return self._sets[task.id]
-
-    def choose(self, task: Task, example: Mapping[str, Any], rng: random.Random,
-               tset: templates.TemplateSet) -> tuple[str, bool]:
-        r = self.ratios
-        fs = rng.random() < r.fs_fraction
-        opt = rng.random() < r.opt_fraction
-        has_cot = (task.collection in COT_COLLECTIONS and bool(example.get("rationale"))
-                   and tset.has_cot)
-        cot = has_cot and rng.random() < r.cot_fraction
-        return f"{'fs' if fs else 'zs'}_{'opt' if opt else 'noopt'}", cot
-
-    def render(self, task: Task, index: int, pool: Sequence[Mapping[str, Any]],
-               rng: random.Random) -> tuple[str, str, str, str, bool]:
-        """(inputs, targets, template_id, format, cot) for example `pool[index]`.
-
-        Few-shot exemplars are other examples of the same task (never the example itself),
-        1..max_exemplars of them; the template may still prune them to fit max_input_tokens.
-        """
-        example = pool[index]
-        tset = self.template_set(task)
-        fmt, cot = self.choose(task, example, rng, tset)
-        exemplars: list[Mapping[str, Any]] = []
-        if fmt.startswith("fs") and self.ratios.max_exemplars > 0 and len(pool) > 1:
-            k = rng.randint(1, self.ratios.max_exemplars)
-            for _ in range(k):
-                j = rng.randrange(len(pool) - 1)
-                exemplars.append(pool[j + 1 if j >= index else j])
-            if cot:  # a CoT exemplar needs a rationale too
-                exemplars = [e for e in exemplars if e.get("rationale")]
-        out = templates.render(example, tset, fmt=fmt, cot=cot, rng=rng, exemplars=exemplars,
-                               max_input_tokens=self.ratios.max_input_tokens or None)
-        return out.inputs, out.targets, out.template_id, out.format, out.cot
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing: Arrow shards + state.json/dataset_info.json (datasets.load_from_disk layout)
-
-
-def _features():
-    import datasets
-
-    return datasets.Features({
-        "inputs": datasets.Value("string"), "targets": datasets.Value("string"),
-        "task": datasets.Value("string"), "collection": datasets.Value("string"),
-        "format": datasets.Value("string"), "cot": datasets.Value("bool"),
-        "template_id": datasets.Value("string"), "example_id": datasets.Value("string"),
-    })
-
-
-def write_arrow(batches: Iterator[dict[str, list[Any]]], out_dir: Path, *, total: int,
-                shard_size: int = 200_000, progress: bool = True) -> list[Path]:
-    """Write column batches into `data-XXXXX-of-YYYYY.arrow` shards (datasets' on-disk layout).
-
-    Memory holds one batch at a time; a batch never straddles a shard (shard_size is a multiple of
-    the batch size), so shard boundaries, and therefore the bytes, depend only on `total`.
-    """
-    import pyarrow as pa
-    from datasets.arrow_writer import ArrowWriter
-    from tqdm.auto import tqdm
-
-    features = _features()
-    schema = features.arrow_schema
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("data-*.arrow"):
-        old.unlink()
-    n_shards = max(1, math.ceil(total / shard_size))
-    paths = [out_dir / f"data-{i:05d}-of-{n_shards:05d}.arrow" for i in range(n_shards)]
-    bar = tqdm(total=total, desc="writing mixture", unit="ex", disable=not progress, mininterval=2)
-    written, shard, in_shard = 0, 0, 0
-    writer = ArrowWriter(features=features, path=str(paths[0]))
-    for batch in batches:
-        n = len(batch["inputs"])
-        if in_shard + n > shard_size:
-            raise MixingError(f"batch of {n} rows straddles shard {shard} (shard_size {shard_size})")
-        writer.write_table(pa.table(batch, schema=schema))
-        written += n
-        in_shard += n
-        bar.update(n)
-        if in_shard == shard_size and written < total:
-            writer.finalize()
-            writer.close()
-            shard, in_shard = shard + 1, 0
-            writer = ArrowWriter(features=features, path=str(paths[shard]))
-    writer.finalize()
-    writer.close()
-    bar.close()
-    if written != total:
-        raise MixingError(f"mixture stream ended after {written} of {total} rows")
-    fingerprint = sha256_files(paths)[:16]
-    state = {"_data_files": [{"filename": p.name} for p in paths], "_fingerprint": fingerprint,
-             "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
-             "_output_all_columns": False, "_split": None}
-    (out_dir / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    info = {"citation": "", "description": "flan_nb mixture", "features": features.to_dict(),
-            "homepage": "", "license": ""}
-    (out_dir / "dataset_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return paths
-
-
-def sha256_files(paths: Sequence[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,7 +421,7 @@ def load_task_data(tasks: Sequence[Task], data_root: Path | None, *, seed: int, 
     """Raw examples of each task (local files or synthetic); tasks that cannot load are reported."""
     from tqdm.auto import tqdm
 
-    from flan_nb import data
+    from flan_nb.data import loaders as data
 
     out: list[TaskData] = []
     failed: dict[str, str] = {}
@@ -656,34 +502,3 @@ def summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# Tables for the notebook
-
-
-def collection_table(manifest: Mapping[str, Any]):
-    import pandas as pd
-
-    rows = [{"collection": c, "planned": v["planned_fraction"] * 100, "realized": v["realized_fraction"] * 100,
-             "tasks": v["tasks"], "examples": v["realized"]} for c, v in manifest["per_collection"].items()]
-    return pd.DataFrame(rows)
-
-
-def task_table(manifest: Mapping[str, Any], top: int = 20):
-    import pandas as pd
-
-    df = pd.DataFrame([{"task": k, **v} for k, v in manifest["per_task"].items()])
-    return df.sort_values(["realized", "task"], ascending=[False, True]).head(top).reset_index(drop=True)
-
-
-def format_table(manifest: Mapping[str, Any]):
-    import pandas as pd
-
-    rows = [{"collection": c, "format": f, "count": n}
-            for c, fm in manifest["format_by_collection"].items() for f, n in fm.items()]
-    return pd.DataFrame(rows)
-
-
-def sample_table(manifest: Mapping[str, Any]):
-    import pandas as pd
-
-    return pd.DataFrame([{"format": k, **v} for k, v in manifest["samples"].items()])

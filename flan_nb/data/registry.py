@@ -35,7 +35,7 @@ from typing import Any
 from flan_nb import config
 
 COLLECTIONS = ("muffin", "t0sf", "niv2", "cot", "synthetic")
-REGISTRY_DIR = Path(__file__).resolve().parent / "resources" / "registry"
+REGISTRY_DIR = Path(__file__).resolve().parents[1] / "resources" / "registry"
 REGISTRY_VERSION = 1
 
 # FLAN's filter_mmlu_fn drops these NIv2 task ids (the task6xx_mmmlu_answer_generation_* tasks).
@@ -122,12 +122,12 @@ def _task_from_dict(d: Mapping[str, Any], where: str) -> Task:
 
 
 def _synthetic_tasks() -> list[Task]:
-    """Synthetic families come from flan_nb.synthetic at run time so the two never drift apart.
+    """Synthetic families come from flan_nb.data.synthetic at run time so the two never drift apart.
 
     Held-out families (the synthetic benchmarks) are registered with held_out=True so that
     presets and coverage can show them, and mixing refuses them.
     """
-    from flan_nb import synthetic
+    from flan_nb.data import synthetic
 
     tasks = []
     for fam in synthetic.FAMILIES:
@@ -183,10 +183,10 @@ def coverage(data_root: str | Path | None, registry: Registry | None = None):
     """
     import pandas as pd
 
-    from flan_nb import data
+    from flan_nb.data import muffin_hub
 
     registry = registry or load_registry()
-    mapped = set(data.load_muffin_hub_spec())
+    mapped = set(muffin_hub.load_muffin_hub_spec())
     root = Path(data_root) if data_root else None
     rows = []
     for t in registry:
@@ -314,12 +314,12 @@ def _language(raw: str) -> str:
 
 def _promptsource_index(root: Path) -> dict[str, dict[str, Any]]:
     """normalized P3 subtask name -> promptsource dataset/subset/template name/file."""
-    from flan_nb import data
+    from flan_nb.data import promptsource
 
     index: dict[str, dict[str, Any]] = {}
     base = root / "t0" / "promptsource_templates"
     for path in sorted(base.rglob("templates.yaml")):
-        doc = data.read_promptsource_yaml(path)
+        doc = promptsource.read_promptsource_yaml(path)
         dataset, subset = doc.get("dataset"), doc.get("subset")
         for tmpl in doc.get("templates", {}).values():
             key = _norm("_".join(x for x in (dataset, subset, tmpl["name"]) if x))
@@ -473,7 +473,7 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
         payload = {"version": REGISTRY_VERSION, "collection": collection,
                    "generated_from": "offline mirror: flan_collection_info.csv, natinst_metadata.json, "
                                      "t0_train_task_metadata.json, t0_datasets.csv, promptsource templates",
-                   "generator": "flan_nb.registry.generate", "tasks": tasks}
+                   "generator": "flan_nb.data.registry.generate", "tasks": tasks}
         (out / f"{collection}.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n",
                                                 encoding="utf-8")
     report["counts"] = {c: sum(not t["held_out"] for t in tasks) for c, tasks in files.items()}

@@ -44,7 +44,7 @@ import yaml
 
 FORMATS = ("zs_noopt", "zs_opt", "fs_noopt", "fs_opt")
 COMPUTED_FIELDS = frozenset({"options_block"})
-TEMPLATE_DIR = Path(__file__).resolve().parent / "resources" / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "resources" / "templates"
 
 # Our own candidate headers for the options block (the paper picks one at random per example).
 OPTIONS_HEADERS = (

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from flan_nb.packing import IGNORE_INDEX
+from flan_nb.train.packing import IGNORE_INDEX
 
 # not umt5: it has a relative position bias in every layer, which the packed stack does not pass
 PACKABLE_T5 = ("t5", "mt5")

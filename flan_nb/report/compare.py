@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flan_nb import report
+from flan_nb.report import records
+from flan_nb.report import tables as report
 
 ABSENT = "<absent>"
 
@@ -190,7 +191,7 @@ def compare_runs(
         bench_rows.append({"benchmark": "normalized_average", "setting": "", "A": na, "B": nb,
                            "diff": nb - na, "ci_low": math.nan, "ci_high": math.nan,
                            "n_items": 0})  # fmt: skip
-    for bench in report.BENCHMARKS:
+    for bench in records.BENCHMARKS:
         preds_a, preds_b = load_predictions(a.path, bench), load_predictions(b.path, bench)
         for setting in SETTINGS:
             sa = report.setting_score(a.metrics, bench, setting)

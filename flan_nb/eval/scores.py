@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from statistics import mean
 from typing import Any
 
-from flan_nb import benchmark_data as bd
+from flan_nb.eval import benchmark_schema as bd
 
 COMPONENTS = ("mmlu_direct", "mmlu_cot", "bbh_direct", "bbh_cot", "tydiqa_direct", "mgsm_cot")
 

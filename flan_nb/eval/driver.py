@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flan_nb import answers, generation, scores
-from flan_nb import benchmark_data as bd
-from flan_nb import prompts as pr
+from flan_nb.eval import answers, generation, scores
+from flan_nb.eval import benchmarks as bd
+from flan_nb.eval import prompts as pr
 
 BENCHMARKS = bd.BENCHMARKS
 DATA_SOURCES = ("synthetic", "offline", "hub")

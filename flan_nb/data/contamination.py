@@ -52,7 +52,7 @@ def eval_sets(data_root: str | Path | None, *, synthetic: bool = True, synthetic
               benchmarks: Sequence[str] = ("mmlu", "bbh", "tydiqa", "mgsm"), seed: int = 0
               ) -> dict[tuple[str, str], list[str]]:
     """(benchmark label, subtask) -> item texts, from the mirror (if given) and the synthetic suite."""
-    from flan_nb import benchmark_data
+    from flan_nb.eval import benchmarks as benchmark_data
 
     out: dict[tuple[str, str], list[str]] = {}
     sources = []

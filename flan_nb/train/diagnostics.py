@@ -17,7 +17,7 @@ from flan_nb import models
 def _example_loss(loaded: models.LoadedModel, src: list[int], tgt: list[int]) -> float:
     import torch
 
-    from flan_nb.packing import IGNORE_INDEX
+    from flan_nb.train.packing import IGNORE_INDEX
 
     with torch.no_grad():
         if loaded.kind == "seq2seq":
@@ -35,7 +35,7 @@ def input_dependence(checkpoint: str | os.PathLike[str], mixture_path: str | os.
     The mismatched input of example i is example i+1's (a fixed rotation, so the check is
     deterministic). `gap` = mismatched - matched: about 0 means the model ignores its input.
     """
-    from flan_nb.train import load_mixture, tokenize_mixture
+    from flan_nb.train.stream import load_mixture, tokenize_mixture
 
     loaded = models.load(str(checkpoint))
     rows = load_mixture(mixture_path, n)

@@ -29,9 +29,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flan_nb import benchmark_data as bd
-from flan_nb.answers import COT_SETTINGS, canonical_number
-from flan_nb.benchmark_data import BenchmarkData, BenchmarkDataError
+from flan_nb.eval import benchmark_schema as bd
+from flan_nb.eval.answers import COT_SETTINGS, canonical_number
+from flan_nb.eval.benchmark_schema import (
+    BenchmarkData,
+    BenchmarkDataError,
+    parse_bbh_cot_prompt,
+    split_cot_prompt,
+)
 
 SETTINGS = {
     "mmlu": ("direct", "cot", "zs", "zs_cot", "cot_sc"),
@@ -144,18 +149,6 @@ def mmlu_question(rec: Mapping[str, Any]) -> str:
     return f"Q: {rec['question'].strip()}\n(A) {c[0]} (B) {c[1]} (C) {c[2]} (D) {c[3]}\nA:"
 
 
-def split_cot_prompt(text: str, where: str) -> tuple[str, list[str], str]:
-    """Split an mmlu-cot.json / BBH cot-prompt body into (header, blocks, tail) losslessly:
-    header + "\\n\\n".join(blocks) + tail == text, with tail "\\n\\n", "\\n" or ""."""
-    m = re.search(r"(?:^|\n\n)(?=Q: )", text)
-    if m is None:
-        raise BenchmarkDataError(f"{where}: no exemplar block starting with 'Q: '")
-    header, body = text[: m.end()], text[m.end():]
-    tail = next((t for t in ("\n\n", "\n") if body.endswith(t)), "")
-    blocks = re.split(r"\n\n(?=Q: )", body[: len(body) - len(tail)])
-    return header, blocks, tail
-
-
 def _mmlu(subject: str, setting: str, rows, data: BenchmarkData) -> list[EvalItem]:
     header = mmlu_header(subject)
     exemplars: list[str] = []
@@ -180,38 +173,6 @@ def _mmlu(subject: str, setting: str, rows, data: BenchmarkData) -> list[EvalIte
 
 # ---------------------------------------------------------------------------------------------
 # BBH
-
-
-@dataclass
-class BBHPrompt:
-    header: str
-    questions: list[str]
-    cot_blocks: list[str]
-    answers: list[str]
-
-
-def parse_bbh_cot_prompt(text: str, where: str = "cot-prompt") -> BBHPrompt:
-    """A cot-prompts/<task>.txt text: drop the canary line and the ----- separator, keep the
-    description as header and the 3 'Q: ... A: Let's think step by step. ... So the answer is X.'
-    blocks."""
-    lines = text.split("\n")
-    if lines and "canary" in lines[0].lower():
-        lines = lines[1:]
-    if lines and lines[0].strip() == "-----":
-        lines = lines[1:]
-    header, blocks, _ = split_cot_prompt("\n".join(lines), where)
-    trigger = "\nA: " + bd.settings()["cot_trigger"]
-    questions, answers = [], []
-    for k, block in enumerate(blocks):
-        if trigger not in block:
-            raise BenchmarkDataError(f"{where} block {k + 1}: no {trigger.strip()!r} line")
-        questions.append(block[len("Q: "): block.index(trigger)])
-        idx = block.rfind("So the answer is ")
-        if idx < 0:
-            raise BenchmarkDataError(f"{where} block {k + 1}: no 'So the answer is'")
-        ans = block[idx + len("So the answer is "):].strip()
-        answers.append(ans[:-1] if ans.endswith(".") else ans)
-    return BBHPrompt(header, questions, blocks, answers)
 
 
 def _bbh(subtask: str, setting: str, rows, data: BenchmarkData) -> list[EvalItem]:

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from flan_nb import report
+from flan_nb.report import records
+from flan_nb.report import tables as report
 
 PAPER_TASK_TICKS: tuple[int, ...] = (0, 9, 89, 282, 1836)
 # held-out evaluations split as in P §4.2: CoT benchmarks vs non-CoT benchmarks
@@ -74,7 +75,7 @@ def sweep_frame(record: str | Path | Mapping[str, Any]) -> pd.DataFrame:
         run_dir = point.get("run_dir")
         if not run_dir or not (Path(run_dir) / "metrics.json").is_file():
             continue
-        rec = report.load_run(run_dir)
+        rec = records.load_run(run_dir)
         if rec.evaluated:
             rows.append(run_row(rec, {**point.get("tags", {}), "point": point.get("label", "")}))
     return pd.DataFrame(rows)
@@ -239,7 +240,7 @@ class ScalingParams:
 def collect(cfg: ScalingParams, this_run: str | Path | None = None) -> pd.DataFrame:
     """The frame to plot: the sweep record's points, else cfg.run_refs, else this run."""
     if cfg.sweep:
-        from flan_nb import sweeps
+        from flan_nb.report import sweeps
 
         return sweep_frame(sweeps.load_record(cfg.sweep, cfg.results_root or None))
     refs = [report.resolve_run(r, cfg.results_root) for r in cfg.run_refs]

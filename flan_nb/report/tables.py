@@ -10,11 +10,10 @@ Main entry points:
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -23,7 +22,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from flan_nb.runs import COMPLETE
+from flan_nb.report.records import (
+    ReportError,
+    RunRecord,
+    as_records,
+    find_runs,
+    short_model,
+)
 
 HEADLINE_COLUMNS: tuple[str, ...] = (
     "Norm. avg",
@@ -53,7 +58,6 @@ PAPER_KEYS: dict[str, str] = {
     "TyDiQA": "tydiqa",
     "MGSM": "mgsm",
 }
-BENCHMARKS: tuple[str, ...] = ("mmlu", "bbh", "tydiqa", "mgsm")
 PAPER_TABLE5 = "paper, Table 5"
 
 # metrics.json may key languages by name (the TyDiQA files) or by code (MGSM); tables use codes
@@ -64,10 +68,6 @@ LANGUAGE_CODES: dict[str, str] = {
 }  # fmt: skip
 # per-item bookkeeping keys that sit next to the per-language dicts in a setting dict
 _SETTING_SCALARS = {"score", "n", "unparsed", "f1", "per_subtask", "em", "exact_match"}
-
-
-class ReportError(ValueError):
-    """A run dir or resource file that cannot be turned into a table; the message names file and key."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,129 +112,6 @@ def language_code(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# run records
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What the tables need from one run dir."""
-
-    path: Path
-    run_id: str
-    experiment: str
-    status: str
-    model: str
-    metrics: dict[str, Any] = field(repr=False)
-    params: dict[str, Any] = field(repr=False, default_factory=dict)
-    manifest: dict[str, Any] = field(repr=False, default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.experiment} / {short_model(self.model)}" if self.model else self.experiment
-
-    @property
-    def data(self) -> str:
-        return data_provenance(self.metrics)
-
-    @property
-    def evaluated(self) -> bool:
-        return any(isinstance(self.metrics.get(b), dict) for b in BENCHMARKS)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            obj = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from exc
-    if not isinstance(obj, dict):
-        raise ReportError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def load_run(path: str | Path) -> RunRecord:
-    """Read <run>/metrics.json (required) and <run>/manifest.json (optional) into a RunRecord."""
-    path = Path(path)
-    metrics_file = path / "metrics.json"
-    if not metrics_file.is_file():
-        raise ReportError(f"{metrics_file}: missing (has the run evaluated anything?)")
-    metrics = _read_json(metrics_file)
-    manifest_file = path / "manifest.json"
-    manifest = _read_json(manifest_file) if manifest_file.is_file() else {}
-    params = manifest.get("params") or {}
-    return RunRecord(
-        path=path,
-        run_id=str(manifest.get("run_id") or path.name),
-        experiment=str(manifest.get("experiment") or params.get("experiment") or path.name),
-        status=str(manifest.get("status") or "unknown"),
-        model=model_of(metrics, params),
-        metrics=metrics,
-        params=params,
-        manifest=manifest,
-    )
-
-
-def as_records(runs: Iterable[RunRecord | str | Path]) -> list[RunRecord]:
-    return [r if isinstance(r, RunRecord) else load_run(r) for r in runs]
-
-
-def find_runs(
-    results_root: str | Path, *, experiment: str | None = None, complete_only: bool = False
-) -> list[Path]:
-    """Run dirs (those with a metrics.json) under results_root, oldest run id first.
-
-    `experiment` selects runs of that experiment and of its sweep points ("<experiment>-<label>").
-    """
-    root = Path(results_root)
-    found = []
-    for metrics_file in sorted(root.glob("*/metrics.json")):
-        run_dir = metrics_file.parent
-        manifest_file = run_dir / "manifest.json"
-        manifest = _read_json(manifest_file) if manifest_file.is_file() else {}
-        name = str(manifest.get("experiment", ""))
-        # a sweep names its points "<experiment>-<label>"; the experiment selects them all
-        if experiment is not None and name != experiment and not name.startswith(experiment + "-"):
-            continue
-        if complete_only and manifest.get("status") != COMPLETE:
-            continue
-        found.append(run_dir)
-    return found
-
-
-def model_of(metrics: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
-    """The evaluated model as the eval stages recorded it (metrics meta), else a `model` param."""
-    for bench in BENCHMARKS:
-        meta = (metrics.get(bench) or {}).get("meta") or {}
-        if meta.get("model"):
-            return str(meta["model"])
-    for section in ((params or {}).get("notebooks") or {}).values():
-        if isinstance(section, Mapping):
-            for key in ("model", "eval_model", "base_model", "model_spec"):
-                if section.get(key):
-                    return str(section[key])
-    return ""
-
-
-def short_model(model: str) -> str:
-    # hub ids and local paths both end in the checkpoint's own name
-    return model.rstrip("/").rsplit("/", 1)[-1] if model else ""
-
-
-def data_provenance(metrics: Mapping[str, Any]) -> str:
-    """"hub", "offline", "synthetic" (or a mix) plus ", subsampled" from the eval metas."""
-    kinds: list[str] = []
-    subsampled = False
-    for bench in BENCHMARKS:
-        meta = (metrics.get(bench) or {}).get("meta") or {}
-        kind = meta.get("data")
-        if kind and kind not in kinds:
-            kinds.append(str(kind))
-        subsampled = subsampled or bool(meta.get("subsampled"))
-    text = "+".join(kinds) if kinds else "unknown"
-    return f"{text}, subsampled" if subsampled else text
-
-
-# ---------------------------------------------------------------------------------------------
 # scores
 
 
@@ -246,11 +123,11 @@ def setting_score(metrics: Mapping[str, Any], benchmark: str, setting: str) -> f
 
 
 def normalized_average(metrics: Mapping[str, Any]) -> float:
-    """The stored normalized average, else flan_nb.scores' value; NaN if it cannot be computed."""
+    """The stored normalized average, else flan_nb.eval.scores' value; NaN if it cannot be computed."""
     stored = metrics.get("normalized_average")
     if isinstance(stored, Mapping) and stored.get("value") is not None:
         return float(stored["value"])
-    from flan_nb import scores
+    from flan_nb.eval import scores
 
     try:
         value = scores.normalized_average(dict(metrics))["value"]
@@ -511,104 +388,6 @@ def language_table(
 
 
 # ---------------------------------------------------------------------------------------------
-# rendering
-
-
-def _fmt(value: Any, floatfmt: str, na: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return na
-    if isinstance(value, float):
-        return floatfmt.format(value)
-    return str(value)
-
-
-def to_markdown(
-    df: pd.DataFrame, *, floatfmt: str = "{:.1f}", na: str = "–", notes: Sequence[str] = ()
-) -> str:
-    """GitHub-flavoured Markdown table (own renderer: tabulate is not a dependency)."""
-    index_names = [n or "" for n in df.index.names]
-    header = index_names + [str(c) for c in df.columns]
-    numeric = [False] * len(index_names) + [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    lines = [
-        "| " + " | ".join(_md_escape(h) for h in header) + " |",
-        "|" + "|".join("---:" if num else ":---" for num in numeric) + "|",
-    ]
-    for idx, row in zip(df.index, df.itertuples(index=False)):
-        keys = list(idx) if isinstance(idx, tuple) else [idx]
-        cells = [str(k) for k in keys] + [_fmt(v, floatfmt, na) for v in row]
-        lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
-    text = "\n".join(lines) + "\n"
-    if notes:
-        text += "\n" + "\n".join(f"{n}" for n in notes) + "\n"
-    return text
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def to_latex(
-    df: pd.DataFrame, *, caption: str | None = None, label: str | None = None, precision: int = 1
-) -> str:
-    """LaTeX tabular (booktabs rules) via pandas' Styler; text cells and headers are escaped."""
-    styler = df.style.format(precision=precision, na_rep="--", escape="latex")
-    styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    return styler.to_latex(hrules=True, caption=caption, label=label, position_float="centering"
-                           if caption else None)  # fmt: skip
-
-
-def export(
-    tables: Mapping[str, pd.DataFrame], out_dir: str | Path, *, notes: Sequence[str] = ()
-) -> list[Path]:
-    """Write <name>.md and <name>.tex for each table into out_dir; returns the written paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, df in tables.items():
-        md, tex = out / f"{name}.md", out / f"{name}.tex"
-        md.write_text(to_markdown(df, notes=notes), encoding="utf-8")
-        tex.write_text(to_latex(df, caption=name.replace("_", " ")), encoding="utf-8")
-        written += [md, tex]
-    return written
-
-
-def data_notes(df: pd.DataFrame) -> list[str]:
-    """Footnotes explaining non-hub Data markers in a table5 frame."""
-    if "Data" not in df.columns:
-        return []
-    kinds = set(df["Data"].astype(str))
-    notes = []
-    if any("synthetic" in k for k in kinds):
-        notes.append("synthetic: built-in synthetic eval sets; not comparable to the paper's numbers.")
-    if any("offline" in k for k in kinds):
-        notes.append("offline: the offline data mirror (same data as the hub datasets).")
-    if any("subsampled" in k for k in kinds):
-        notes.append("subsampled: evaluated on a subset of items; expect wide error bars.")
-    if any(k == "paper" for k in kinds):
-        notes.append("paper: reference numbers from Chung et al. 2022 (arXiv 2210.11416 v5).")
-    return notes
-
-
-def style(df: pd.DataFrame):
-    """A pandas Styler: one decimal, '–' for missing, paper rows greyed, deltas coloured."""
-    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
-    styler = df.style.format("{:.1f}", subset=numeric, na_rep="–")
-    if "Source" in df.columns:
-        grey = df["Source"].astype(str).str.startswith("paper")
-        styler = styler.apply(
-            lambda row: ["color: #666; font-style: italic" if grey[row.name] else "" for _ in row],
-            axis=1,
-        )
-    deltas = [c for c in numeric if str(c).startswith("Δ")]
-    if deltas:
-        styler = styler.map(
-            lambda v: "" if pd.isna(v) else ("color: #1a7f37" if v >= 0 else "color: #cf222e"),
-            subset=deltas,
-        )
-    return styler
-
-
-# ---------------------------------------------------------------------------------------------
 # notebooks/07_tables.ipynb
 
 
@@ -690,7 +469,7 @@ def paper_norm_avg_check(table: str = "table5") -> pd.DataFrame:
     """Each paper row's printed Norm. avg beside the value recomputed from its six printed numbers
     with scores.normalized_average_from_scores (aggregate BBH baseline). Per-task BBH baselines are
     not recoverable from a printed average, so the two agree only for some rows (see tests)."""
-    from flan_nb import scores
+    from flan_nb.eval import scores
 
     rows = {}
     for row in paper_rows(table):

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flan_nb import benchmark_data as bd
+from flan_nb.eval import benchmark_schema as bd
 
 __all__ = ["extract", "is_correct", "score", "score_extracted", "majority_vote", "normalize_answer",
            "exact_match", "f1_score", "parse_number", "canonical_number", "mmlu_letter", "bbh_answer",

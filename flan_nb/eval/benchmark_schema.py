@@ -1,0 +1,310 @@
+"""What a loaded benchmark is (paper section 2.3): the settings in `resources/benchmarks.yaml`,
+`BenchmarkData`, record validation shared by every source, BBH subtask facts (answer kind, options,
+random baseline) and the parsers of the official chain-of-thought prompt files.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from flan_nb import config
+
+BENCHMARKS = ("mmlu", "bbh", "tydiqa", "mgsm")
+SOURCES = ("offline", "hub", "synthetic")
+
+HUB_IDS = {
+    "mmlu": "cais/mmlu",
+    "bbh": "lukaemon/bbh",  # falls back to SaylorTwift/bbh, a parquet copy with the same fields
+    "tydiqa": "google-research-datasets/tydiqa",
+    "mgsm": "juletxara/mgsm",
+}
+# Prompt files that are not on the hub; a connected user without the mirror gets them from the
+# repositories the paper cites.
+BBH_COT_URL = "https://raw.githubusercontent.com/suzgunmirac/BIG-Bench-Hard/main/cot-prompts/{task}.txt"
+MMLU_COT_URL = "https://raw.githubusercontent.com/jasonwei20/flan-2/main/mmlu-cot.json"
+
+
+class BenchmarkDataError(ValueError):
+    """A benchmark record or file is malformed; the message names the item."""
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> dict[str, Any]:
+    """flan_nb/resources/benchmarks.yaml, parsed once."""
+    text = resources.files("flan_nb").joinpath("resources/benchmarks.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def subtask_names(benchmark: str) -> list[str]:
+    """The paper's subtasks: 57 MMLU subjects, 27 BBH subtasks, TyDiQA/MGSM language codes."""
+    s = settings()
+    if benchmark == "mmlu":
+        return list(s["mmlu"]["subjects"])
+    if benchmark == "bbh":
+        return list(s["bbh"]["subtasks"])
+    if benchmark == "tydiqa":
+        return list(s["tydiqa"]["languages"].values())
+    if benchmark == "mgsm":
+        return list(s["mgsm"]["languages"])
+    raise BenchmarkDataError(_unknown("benchmark", benchmark, BENCHMARKS))
+
+
+def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
+    return f"unknown {kind} `{name}`{config.did_you_mean(name, known)}"
+
+
+@dataclass
+class BenchmarkData:
+    """Scored items per subtask plus what the prompts need (exemplars, CoT prompt texts)."""
+
+    benchmark: str
+    items: dict[str, list[dict[str, Any]]]
+    exemplars: dict[str, Any] = field(default_factory=dict)
+    cot_prompts: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_items(self) -> int:
+        return sum(len(v) for v in self.items.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation shared by all sources
+
+
+def _require(rec: Any, keys: Sequence[str], where: str) -> None:
+    if not isinstance(rec, Mapping):
+        raise BenchmarkDataError(f"{where}: expected a record (mapping), got {type(rec).__name__}")
+    for key in keys:
+        if key not in rec or rec[key] is None:
+            raise BenchmarkDataError(f"{where}: missing field `{key}` (has {sorted(rec)})")
+
+
+OPTION_LINE = re.compile(r"^\(([A-Z])\) ", re.M)
+_OPTION_TEXT = re.compile(r"^\(([A-Z])\) (.*)$", re.M)
+
+
+def bbh_options(text: str) -> list[str]:
+    """The option letters listed in a BBH input ("(A) ..." lines), e.g. ["A", "B", "C"]."""
+    return OPTION_LINE.findall(text)
+
+
+def bbh_option_texts(text: str) -> dict[str, str]:
+    """Letter -> option text of the "(A) ..." lines of a BBH input, e.g. {"A": "12/11/1937"}."""
+    return dict(_OPTION_TEXT.findall(text))
+
+
+def validate(data: BenchmarkData) -> None:
+    """Raise BenchmarkDataError naming the first bad item; record tolerated quirks in meta."""
+    b = data.benchmark
+    if not data.items:
+        raise BenchmarkDataError(f"{b}: no subtasks loaded")
+    for sub, rows in data.items.items():
+        if not rows:
+            raise BenchmarkDataError(f"{b}/{sub}: no items")
+        for i, rec in enumerate(rows):
+            where = f"{b}/{sub} item {i}" + (f" (id {rec['id']})" if isinstance(rec, Mapping)
+                                              and "id" in rec else "")
+            _VALIDATORS[b](rec, where)
+    if b in _EXEMPLAR_CHECKS:
+        missing, noun, check = _EXEMPLAR_CHECKS[b]
+        for sub in data.items:
+            pool = data.exemplars.get(sub)
+            if not pool:
+                raise BenchmarkDataError(f"{b}/{sub}: {missing}")
+            for i, rec in enumerate(pool):
+                check(rec, f"{b}/{sub} {noun} {i}")
+    elif b == "bbh":
+        quirks = []
+        for sub, rows in data.items.items():
+            if sub not in data.exemplars:
+                raise BenchmarkDataError(f"bbh/{sub}: no cot-prompt text for this subtask")
+            info = bbh_info_for(data, sub)
+            for i, rec in enumerate(rows):
+                target = rec["target"].strip()
+                m = re.fullmatch(r"\(([A-Z])\)", target)
+                if m:
+                    opts = bbh_options(rec["input"])
+                    if m.group(1) not in opts:
+                        raise BenchmarkDataError(
+                            f"bbh/{sub} item {i}: target {target} is not among the options "
+                            f"{['(' + o + ')' for o in opts]}"
+                        )
+                elif info["kind"] == "labels" and target not in info["labels"]:
+                    raise BenchmarkDataError(
+                        f"bbh/{sub} item {i}: target {target!r} is not one of {info['labels']}"
+                    )
+                elif info["kind"] == "multiple_choice":
+                    # real BBH keeps a few of these (movie_recommendation, ruin_names); kept as is
+                    quirks.append(f"{sub}/{i}")
+        data.meta["bbh_targets_not_an_option"] = quirks
+
+
+def _validate_mmlu(rec: Any, where: str) -> None:
+    _require(rec, ("question", "choices", "answer"), where)
+    choices = rec["choices"]
+    if not isinstance(choices, Sequence) or isinstance(choices, str) or len(choices) != 4:
+        raise BenchmarkDataError(f"{where}: `choices` must be a list of 4 strings, got {choices!r}")
+    ans = rec["answer"]
+    if isinstance(ans, bool) or not isinstance(ans, int) or not 0 <= ans <= 3:
+        raise BenchmarkDataError(
+            f"{where}: `answer` {ans!r} is outside the options (an int 0-3 indexing `choices`)"
+        )
+
+
+def _validate_bbh(rec: Any, where: str) -> None:
+    _require(rec, ("input", "target"), where)
+    if not str(rec["target"]).strip():
+        raise BenchmarkDataError(f"{where}: empty `target`")
+
+
+def _validate_tydiqa(rec: Any, where: str) -> None:
+    _require(rec, ("id", "context", "question", "answers"), where)
+    answers = rec["answers"]
+    if isinstance(answers, str) or not answers or not all(isinstance(a, str) for a in answers):
+        raise BenchmarkDataError(f"{where}: `answers` must be a non-empty list of str, got {answers!r}")
+
+
+def _validate_mgsm(rec: Any, where: str) -> None:
+    _require(rec, ("question", "answer"), where)
+    try:
+        parse_number(str(rec["answer"]))
+    except ValueError as exc:
+        raise BenchmarkDataError(f"{where}: `answer` {rec['answer']!r} is not a number") from exc
+
+
+def _validate_mgsm_exemplar(rec: Any, where: str) -> None:
+    _require(rec, ("q", "a"), where)
+
+
+_VALIDATORS = {"mmlu": _validate_mmlu, "bbh": _validate_bbh, "tydiqa": _validate_tydiqa,
+               "mgsm": _validate_mgsm}
+# Benchmarks whose exemplars are a list of records per subtask (BBH's are one prompt text):
+# (error when a subtask has none, what one is called in messages, its validator).
+_EXEMPLAR_CHECKS = {
+    "mmlu": ("no dev exemplars for this subject (the 5-shot prompt needs them)", "dev exemplar",
+             _validate_mmlu),
+    "tydiqa": ("no one-shot exemplar candidates", "exemplar candidate", _validate_tydiqa),
+    "mgsm": ("no exemplars for this language", "exemplar", _validate_mgsm_exemplar),
+}
+
+
+def parse_number(text: str) -> float:
+    """MGSM gold answers: ints, some with thousands separators ("2,125")."""
+    return float(text.strip().replace(",", ""))
+
+
+def bbh_subtask_info(name: str, rows: Sequence[Mapping[str, Any]] = (),
+                     extra_answers: Sequence[str] = (),
+                     given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The yaml entry of a real BBH subtask; else `given` (e.g. data.meta["subtask_info"][name]
+    from a synthetic set); else inferred from the items (and the CoT exemplars' answers):
+    options listed as "(X) " lines -> multiple choice (random = mean 100/n_options); exactly two
+    distinct word targets -> labels (random 50); anything else free form (random 0).
+    """
+    known = settings()["bbh"]["subtasks"]
+    if name in known:
+        return dict(known[name])
+    if given:
+        return dict(given)
+    counts = [len(bbh_options(r["input"])) for r in rows]
+    if counts and all(counts):
+        mode = max(set(counts), key=counts.count)
+        return {"group": None, "kind": "multiple_choice", "n_options": mode,
+                "random": sum(100.0 / c for c in counts) / len(counts), "inferred": True}
+    targets = sorted({str(r["target"]).strip() for r in rows} | {a.strip() for a in extra_answers})
+    if len(targets) == 2 and all(re.fullmatch(r"[A-Za-z]+", t) for t in targets):
+        return {"group": None, "kind": "labels", "labels": targets, "n_options": 2,
+                "random": 50.0, "inferred": True}
+    return {"group": None, "kind": "free_form", "n_options": 0, "random": 0.0, "inferred": True}
+
+
+def bbh_info_for(data: BenchmarkData, name: str) -> dict[str, Any]:
+    """bbh_subtask_info with everything a loaded set knows about the subtask."""
+    extra: list[str] = []
+    if name not in settings()["bbh"]["subtasks"] and name in data.exemplars:
+        extra = parse_bbh_cot_prompt(data.exemplars[name], f"bbh cot-prompt {name}").answers
+    given = (data.meta.get("subtask_info") or {}).get(name)
+    return bbh_subtask_info(name, data.items.get(name, ()), extra, given)
+
+
+def squad_records(doc: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """Flatten SQuAD-1.1-form JSON into TyDiQA records."""
+    out = []
+    for a, article in enumerate(doc.get("data", [])):
+        for p, para in enumerate(article.get("paragraphs", [])):
+            for q, qa in enumerate(para.get("qas", [])):
+                loc = f"{where} data[{a}].paragraphs[{p}].qas[{q}]"
+                _require(qa, ("id", "question", "answers"), loc)
+                out.append({"id": qa["id"], "context": para["context"], "question": qa["question"],
+                            "answers": [x["text"] for x in qa["answers"]]})
+    return out
+
+
+TYDIQA_MIN_EXEMPLAR_CONTEXT = 150
+
+
+def _exemplar_pool(rows: Sequence[Mapping[str, Any]], k: int = 2) -> list[dict[str, Any]]:
+    """The `k` shortest records (by context+question+answer, ties by id) among those whose context
+    has at least 150 characters: short one-shot exemplars leave room for the scored passage in
+    small context windows, and the floor skips table fragments such as "The Sun 1,447,959 -7%".
+    Deterministic and seed-free."""
+    def length(r: Mapping[str, Any]) -> int:
+        return len(r["context"]) + len(r["question"]) + len(r["answers"][0])
+
+    ok = [r for r in rows if len(r["context"]) >= TYDIQA_MIN_EXEMPLAR_CONTEXT] or list(rows)
+    ranked = sorted(ok, key=lambda r: (length(r), r["id"]))
+    return [dict(r) for r in ranked[:k]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The official chain-of-thought prompt files (mmlu-cot.json, BBH cot-prompts/*.txt)
+
+def split_cot_prompt(text: str, where: str) -> tuple[str, list[str], str]:
+    """Split an mmlu-cot.json / BBH cot-prompt body into (header, blocks, tail) losslessly:
+    header + "\\n\\n".join(blocks) + tail == text, with tail "\\n\\n", "\\n" or ""."""
+    m = re.search(r"(?:^|\n\n)(?=Q: )", text)
+    if m is None:
+        raise BenchmarkDataError(f"{where}: no exemplar block starting with 'Q: '")
+    header, body = text[: m.end()], text[m.end():]
+    tail = next((t for t in ("\n\n", "\n") if body.endswith(t)), "")
+    blocks = re.split(r"\n\n(?=Q: )", body[: len(body) - len(tail)])
+    return header, blocks, tail
+
+@dataclass
+class BBHPrompt:
+    header: str
+    questions: list[str]
+    cot_blocks: list[str]
+    answers: list[str]
+
+
+def parse_bbh_cot_prompt(text: str, where: str = "cot-prompt") -> BBHPrompt:
+    """A cot-prompts/<task>.txt text: drop the canary line and the ----- separator, keep the
+    description as header and the 3 'Q: ... A: Let's think step by step. ... So the answer is X.'
+    blocks."""
+    lines = text.split("\n")
+    if lines and "canary" in lines[0].lower():
+        lines = lines[1:]
+    if lines and lines[0].strip() == "-----":
+        lines = lines[1:]
+    header, blocks, _ = split_cot_prompt("\n".join(lines), where)
+    trigger = "\nA: " + settings()["cot_trigger"]
+    questions, answers = [], []
+    for k, block in enumerate(blocks):
+        if trigger not in block:
+            raise BenchmarkDataError(f"{where} block {k + 1}: no {trigger.strip()!r} line")
+        questions.append(block[len("Q: "): block.index(trigger)])
+        idx = block.rfind("So the answer is ")
+        if idx < 0:
+            raise BenchmarkDataError(f"{where} block {k + 1}: no 'So the answer is'")
+        ans = block[idx + len("So the answer is "):].strip()
+        answers.append(ans[:-1] if ans.endswith(".") else ans)
+    return BBHPrompt(header, questions, blocks, answers)
