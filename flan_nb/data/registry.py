@@ -340,9 +340,25 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
     with info_path.open(encoding="utf-8", newline="") as handle:
         info = list(csv.DictReader(handle))
     report: dict[str, Any] = {}
-    files: dict[str, list[dict[str, Any]]] = {c: [] for c in COLLECTIONS if c != "synthetic"}
+    files = {"cot": _cot_tasks(info), "muffin": _muffin_tasks(info),
+             "t0sf": _t0sf_tasks(info, root, report),
+             "niv2": _niv2_tasks(info, root, info_path, report)}
+    for collection, tasks in files.items():
+        payload = {"version": REGISTRY_VERSION, "collection": collection,
+                   "generated_from": "offline mirror: flan_collection_info.csv, natinst_metadata.json, "
+                                     "t0_train_task_metadata.json, t0_datasets.csv, promptsource templates",
+                   "generator": "flan_nb.data.registry.generate", "tasks": tasks}
+        (out / f"{collection}.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n",
+                                                encoding="utf-8")
+    report["counts"] = {c: sum(not t["held_out"] for t in tasks) for c, tasks in files.items()}
+    report["total_non_synthetic"] = sum(report["counts"].values())
+    load_registry.cache_clear()
+    return report
 
-    # CoT: first row per dataset is the forward task; the other three are inversions (CoT-II).
+
+def _cot_tasks(info: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The 9 CoT tasks (CoT: first row per dataset is the forward task; the other three are inversions (CoT-II).)"""
+    out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for row in info:
         if row["Source"] != "CoT" or row["Dataset"] in seen:
@@ -351,7 +367,7 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
         name = row["Dataset"]
         stem = name.split("_", 1)[1]
         nlines, paper_n = COT_DATASETS[stem]
-        files["cot"].append({
+        out.append({
             "id": name, "collection": "cot", "dataset": stem, "category": row["Generic Task Category"],
             "language": _language(row["Languages"]),
             "source": {"local": f"flan_cot/{stem}_train.tsv", "local_format": "cot_tsv",
@@ -359,8 +375,12 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
             "size": nlines, "license": "Apache-2.0 (FLAN cot_data)", "held_out": False,
             "template_set": stem, "extra": {"paper_size": paper_n},
         })
+    return out
 
-    # Muffin: non-inverted FLAN rows + the forward row of each dialog / program-synthesis dataset.
+
+def _muffin_tasks(info: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The 80 Muffin tasks (Muffin: non-inverted FLAN rows + the forward row of each dialog / program-synthesis dataset.)"""
+    out: list[dict[str, Any]] = []
     mnli_seen = 0
     seen = set()
     for row in info:
@@ -377,15 +397,19 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
         source: dict[str, Any] = {"hub": hub, "hub_config": hub_config}
         if slice_file:
             source.update(local=f"muffin_t0_slices/{slice_file}", local_format="slice")
-        files["muffin"].append({
+        out.append({
             "id": name, "collection": "muffin", "dataset": name, "category": cat,
             "language": _language(row["Languages"]), "source": source, "size": None,
             "license": "per dataset", "held_out": False,
             "template_set": "dialog" if src == "Dialog" else TEMPLATE_SETS.get(name, "muffin"),
             "extra": {"flan_source": src},
         })
+    return out
 
-    # T0-SF: in_flan false entries, categories from flan_collection_info, promptsource template.
+
+def _t0sf_tasks(info: list[dict[str, str]], root: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The T0-SF tasks; unmatched templates go to `report` (T0-SF: in_flan false entries, categories from flan_collection_info, promptsource template.)"""
+    out: list[dict[str, Any]] = []
     t0_meta = json.loads((root / "t0" / "t0_train_task_metadata.json").read_text(encoding="utf-8"))
     t0_info = {row["Specific Task Category"]: row for row in info if row["Source"] == "T0"}
     sizes: dict[str, int] = {}
@@ -418,7 +442,7 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
             slices_used.add(ps["dataset"])
             source.update(local=f"muffin_t0_slices/{T0_SLICES[ps['dataset']]}", local_format="slice")
             template_set = TEMPLATE_SETS[ps["dataset"]]
-        files["t0sf"].append({
+        out.append({
             "id": sub, "collection": "t0sf", "dataset": dataset,
             "category": row["Generic Task Category"] if row else meta["task_type"],
             "language": _language(row["Languages"]) if row else "English", "source": source,
@@ -428,8 +452,12 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
                       "score_eval": sub.endswith("_score_eval")},
         })
     report["t0sf_unmatched_templates"] = unmatched
+    return out
 
-    # NIV2
+
+def _niv2_tasks(info: list[dict[str, str]], root: Path, info_path: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The NIV2 tasks with the MMLU ones held out; counts go to `report` (NIV2)"""
+    out: list[dict[str, Any]] = []
     nat = json.loads((root / "niv2" / "natinst_metadata.json").read_text(encoding="utf-8"))
     niv2_rows = {row["Specific Task Category"]: row for row in info if row["Source"] == "NIv2"}
     names = set(nat)
@@ -447,7 +475,7 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
             mmlu.append(name)
         elif row is None:
             raise ValueError(f"{info_path}: NIv2 task {name} is neither an alias, MMLU nor listed")
-        files["niv2"].append({
+        out.append({
             "id": name, "collection": "niv2", "dataset": row["Dataset"] if row else "mmlu",
             "category": row["Generic Task Category"] if row else "Question Answering",
             "language": _language(row["Languages"]) if row else "English",
@@ -459,7 +487,7 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
                       "default_split": "test" if name in test_split else ("train" if name in train_split else "none"),
                       **({"held_out_reason": "MMLU (filter_mmlu_fn ids 664-667, 685-737)"} if is_mmlu else {})},
         })
-    niv2_kept = [t for t in files["niv2"] if not t["held_out"]]
+    niv2_kept = [t for t in out if not t["held_out"]]
     report["niv2"] = {
         "metadata_entries": len(nat), "hyphen_aliases_dropped": len(aliases), "aliases": aliases,
         "mmlu_held_out": len(mmlu), "trainable": len(niv2_kept),
@@ -469,14 +497,4 @@ def generate(data_root: str | Path, out_dir: str | Path | None = None) -> dict[s
         "default_split_train_in_metadata": len(train_split & names),
         "default_split_test_in_metadata": len(test_split & names),
     }
-    for collection, tasks in files.items():
-        payload = {"version": REGISTRY_VERSION, "collection": collection,
-                   "generated_from": "offline mirror: flan_collection_info.csv, natinst_metadata.json, "
-                                     "t0_train_task_metadata.json, t0_datasets.csv, promptsource templates",
-                   "generator": "flan_nb.data.registry.generate", "tasks": tasks}
-        (out / f"{collection}.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n",
-                                                encoding="utf-8")
-    report["counts"] = {c: sum(not t["held_out"] for t in tasks) for c, tasks in files.items()}
-    report["total_non_synthetic"] = sum(report["counts"].values())
-    load_registry.cache_clear()
-    return report
+    return out
