@@ -1,5 +1,5 @@
 """muffin_hub.yaml: every entry is well-formed, and converts records in its dataset's real hub
-schema (hand-written here, fed through load_muffin_hub with `_hub` patched: no network)."""
+schema (hand-written here, fed through load_muffin_hub with `load_hub` patched: no network)."""
 
 from __future__ import annotations
 
@@ -277,7 +277,7 @@ def _patch_hub(monkeypatch: pytest.MonkeyPatch, rows: list[dict], calls: list | 
             calls.append((hub_id, config, split))
         return rows
 
-    monkeypatch.setattr(data, "_hub", fake_hub)
+    monkeypatch.setattr(muffin_hub, "load_hub", fake_hub)
 
 
 def test_every_entry_well_formed_and_has_a_case() -> None:

@@ -309,6 +309,38 @@ def generate(
     batch instead of once per row -- the main cost of few-shot evaluation on a CPU. The output is
     the same as without (every row still attends to exactly its own tokens).
     """
+    settings = _settings(max_new_tokens, stop, do_sample, temperature, num_samples, batch_size,
+                         chat)
+    fingerprint = str(getattr(loaded, "fingerprint", "") or "")
+    if cache is not None and not fingerprint:
+        raise GenerationError("caching needs a model fingerprint (loaded.fingerprint is empty)")
+    n_draws = num_samples if do_sample else 1
+    results: list[list[str | None]] = [[None] * n_draws for _ in prompts]
+    todo = _requests(loaded, prompts, settings, n_draws, seed, fingerprint, cache, results)
+    if todo:
+        batches = _batches(loaded, prompts, prefixes, todo, batch_size, chat)
+        bar = tqdm(total=len(todo), desc=desc, disable=not progress, leave=False)
+        for bkeys, n_prefix in batches:
+            extra = {"prefix_len": n_prefix} if n_prefix else {}
+            texts = generate_batch(loaded, [todo[k][0] for k in bkeys], settings,
+                                   seeds=[todo[k][1] for k in bkeys], **extra)
+            for k, text in zip(bkeys, texts, strict=True):
+                for i, s in todo[k][2]:
+                    results[i][s] = text
+                if cache is not None:
+                    cache.put(k, text)
+            bar.update(len(bkeys))
+        bar.close()
+    final: list[list[str]] = []
+    for row in results:
+        assert all(t is not None for t in row)
+        texts = [t for t in row if t is not None]
+        final.append(texts if do_sample else texts * num_samples)
+    return final
+
+
+def _settings(max_new_tokens: int, stop: Sequence[str], do_sample: bool, temperature: float,
+              num_samples: int, batch_size: int, chat: bool) -> GenerationSettings:
     if max_new_tokens < 1:
         raise GenerationError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if num_samples < 1:
@@ -317,22 +349,21 @@ def generate(
         raise GenerationError(f"batch_size must be >= 1, got {batch_size}")
     if do_sample and temperature <= 0:
         raise GenerationError(f"sampling needs temperature > 0, got {temperature}")
-    settings = GenerationSettings(
-        max_new_tokens=int(max_new_tokens),
-        stop=tuple(stop),
-        do_sample=bool(do_sample),
-        temperature=float(temperature),
-        chat=bool(chat),
-    )
-    fingerprint = str(getattr(loaded, "fingerprint", "") or "")
-    if cache is not None and not fingerprint:
-        raise GenerationError("caching needs a model fingerprint (loaded.fingerprint is empty)")
-    n_draws = num_samples if do_sample else 1
+    return GenerationSettings(max_new_tokens=int(max_new_tokens), stop=tuple(stop),
+                              do_sample=bool(do_sample), temperature=float(temperature),
+                              chat=bool(chat))
 
-    results: list[list[str | None]] = [[None] * n_draws for _ in prompts]
-    # key -> (formatted text, seed, [(prompt index, sample index), ...]); identical requests share
-    # one computation.
-    todo: dict[str, tuple[str, int, list[tuple[int, int]]]] = {}
+
+# key -> (formatted text, row seed, [(prompt index, sample index), ...])
+_Requests = dict[str, tuple[str, int, list[tuple[int, int]]]]
+
+
+def _requests(loaded: Any, prompts: Sequence[str], settings: GenerationSettings, n_draws: int,
+              seed: int, fingerprint: str, cache: GenerationCache | None,
+              results: list[list[str | None]]) -> _Requests:
+    """Fill `results` from the cache; the rest, deduplicated: identical requests share one
+    computation."""
+    todo: _Requests = {}
     for i, prompt in enumerate(prompts):
         for s in range(n_draws):
             key = cache_key(fingerprint, prompt, settings, s, seed)
@@ -342,61 +373,41 @@ def generate(
             elif key in todo:
                 todo[key][2].append((i, s))
             else:
-                todo[key] = (format_prompt(loaded, prompt, chat), _row_seed(key), [(i, s)])
+                todo[key] = (format_prompt(loaded, prompt, settings.chat), _row_seed(key), [(i, s)])
+    return todo
 
-    if todo:
-        tok = loaded.tokenizer
-        keys = list(todo)
-        lengths = {k: len(tok(todo[k][0], add_special_tokens=not chat)["input_ids"]) for k in keys}
-        # (keys, prefix_len) batches: prompts sharing a prefix batch together, longest first.
-        groups: dict[str, list[str]] = {}
-        if prefixes is not None and not chat and _is_causal(loaded):
-            if len(prefixes) != len(prompts):
-                raise GenerationError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
-            for k in keys:
-                i = todo[k][2][0][0]
-                groups.setdefault(prefixes[i] or "", []).append(k)
-        else:
-            groups[""] = keys
-        # A prefix shared by a single prompt saves nothing: pool those with the unshared ones so
-        # they still batch (e.g. one item per subtask).
-        for prefix in [p for p, g in groups.items() if p and len(g) < 2]:
-            groups.setdefault("", []).extend(groups.pop(prefix))
-        batches: list[tuple[list[str], int]] = []
-        for prefix, gkeys in groups.items():
-            gkeys = sorted(gkeys, key=lambda k: -lengths[k])
-            for b in range(0, len(gkeys), batch_size):
-                chunk = gkeys[b : b + batch_size]
-                # a lone row (a group's last chunk) has no one to share its prefix with
-                n = (shared_prefix_len(loaded, [todo[k][0] for k in chunk], prefix)
-                     if prefix and len(chunk) > 1 else 0)
-                batches.append((chunk, n))
-        batches.sort(key=lambda bt: -lengths[bt[0][0]])
-        bar = tqdm(total=len(keys), desc=desc, disable=not progress, leave=False)
-        for bkeys, n_prefix in batches:
-            extra = {"prefix_len": n_prefix} if n_prefix else {}
-            texts = generate_batch(
-                loaded,
-                [todo[k][0] for k in bkeys],
-                settings,
-                seeds=[todo[k][1] for k in bkeys],
-                **extra,
-            )
-            for k, text in zip(bkeys, texts, strict=True):
-                for i, s in todo[k][2]:
-                    results[i][s] = text
-                if cache is not None:
-                    cache.put(k, text)
-            bar.update(len(bkeys))
-        bar.close()
 
-    final: list[list[str]] = []
-    for row in results:
-        assert all(t is not None for t in row)
-        texts = [t for t in row if t is not None]
-        final.append(texts if do_sample else texts * num_samples)
-    return final
-
+def _batches(loaded: Any, prompts: Sequence[str], prefixes: Sequence[str] | None,
+             todo: _Requests, batch_size: int, chat: bool) -> list[tuple[list[str], int]]:
+    """(keys, shared prefix length) batches: prompts sharing a prefix batch together, longest
+    first, so padding stays small and each batch computes its shared prefix once."""
+    tok = loaded.tokenizer
+    keys = list(todo)
+    lengths = {k: len(tok(todo[k][0], add_special_tokens=not chat)["input_ids"]) for k in keys}
+    groups: dict[str, list[str]] = {}
+    if prefixes is not None and not chat and _is_causal(loaded):
+        if len(prefixes) != len(prompts):
+            raise GenerationError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
+        for k in keys:
+            i = todo[k][2][0][0]
+            groups.setdefault(prefixes[i] or "", []).append(k)
+    else:
+        groups[""] = keys
+    # A prefix shared by a single prompt saves nothing: pool those with the unshared ones so
+    # they still batch (e.g. one item per subtask).
+    for prefix in [p for p, g in groups.items() if p and len(g) < 2]:
+        groups.setdefault("", []).extend(groups.pop(prefix))
+    batches: list[tuple[list[str], int]] = []
+    for prefix, gkeys in groups.items():
+        gkeys = sorted(gkeys, key=lambda k: -lengths[k])
+        for b in range(0, len(gkeys), batch_size):
+            chunk = gkeys[b : b + batch_size]
+            # a lone row (a group's last chunk) has no one to share its prefix with
+            n = (shared_prefix_len(loaded, [todo[k][0] for k in chunk], prefix)
+                 if prefix and len(chunk) > 1 else 0)
+            batches.append((chunk, n))
+    batches.sort(key=lambda bt: -lengths[bt[0][0]])
+    return batches
 
 # --------------------------------------------------------------------------------------------
 # data parallel
