@@ -1,16 +1,11 @@
 """Stage 4, reporting: the paper-style tables, figures, sweeps and run comparison.
 
-Entry points are imported lazily (PEP 562), so `import flan_nb.report.<module>` stays cheap and the
-stage packages never import each other through their `__init__`.
+Entry points (imported lazily, see flan_nb.lazy): {name: module of this package}.
 """
 
-from __future__ import annotations
+from flan_nb.lazy import entry_points
 
-import importlib
-from typing import Any
-
-# public name -> module of this package that defines it
-_ENTRY_POINTS: dict[str, str] = {
+__getattr__, __dir__, __all__ = entry_points(__name__, {
     "TablesParams": "tables",
     "table5": "tables",
     "all_tables": "tables",
@@ -20,17 +15,4 @@ _ENTRY_POINTS: dict[str, str] = {
     "compare_runs": "compare",
     "load_sweep": "sweeps",
     "run_sweep": "sweeps",
-}
-
-__all__ = sorted(_ENTRY_POINTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _ENTRY_POINTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+})
