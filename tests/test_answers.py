@@ -151,7 +151,8 @@ def _mgsm(lang, gold):
     ("fr", "La réponse est 2,5.", "2.5"),                     # French decimal comma
     ("fr", "La réponse est 1 250.", "1250"),                  # French space thousands
     ("ru", "Ответ — 1\u00a0250.", "1250"),
-    ("en", "The answer is 5 250 times", "5"),                 # no space grouping in English
+    # no space grouping in English: 5 or 5250 is not sure, so unparsed (issue 13), never "5"
+    ("en", "The answer is 5 250 times", None),
     ("zh", "她每天赚 9 * 2 = 18 美元。答案是 18。", "18"),
     ("ja", "9×2=18ドルです。答えは18ドルです。", "18"),
     ("ru", "9 * 2 = 18 долларов. Ответ — 18.", "18"),
