@@ -338,11 +338,7 @@ def mgsm_number(raw: str, lang: str = "en", question_prefix: str = "") -> str | 
     number wins if that number reads surely. Statements that exist but none of which reads surely
     give None; only a text without any answer statement falls back to its last number."""
     s = bd.settings()["mgsm"]
-    q_prefix = (question_prefix or s["question_prefix"].get(lang, "")).strip()
-    markers = [q_prefix] if q_prefix else []
-    if lang != "en":
-        markers.append(s["question_prefix"]["en"].strip())
-    text = nums.normalize_numbers(cut_continuation(raw, markers), lang)
+    text = nums.normalize_numbers(cut_continuation(raw, mgsm_markers(lang, question_prefix)), lang)
     # the phrase must be followed by the number itself: Telugu's answer prefix "దశలవారీగా
     # సమాధానం:" contains the answer word too, followed by the reasoning
     gap = r"[\s:：—=$€£¥₹]*(" + nums.NUMBER.pattern + ")"
@@ -375,6 +371,32 @@ def _is_cot(setting: str) -> bool:
     return setting in COT_SETTINGS
 
 
+def bbh_kind_and_labels(item: Any) -> tuple[str, list[str] | None]:
+    """(kind, labels) of a BBH item or stored row: from its meta/options, else benchmarks.yaml."""
+    meta = _field(item, "meta", {}) or {}
+    subtask = _field(item, "subtask")
+    info = bd.bbh_subtask_info(subtask) if subtask in bd.settings()["bbh"]["subtasks"] else {}
+    kind = meta.get("kind") or info.get("kind", "free_form")
+    labels = [o for o in (_field(item, "options") or []) if not re.fullmatch(r"\([A-Z]\)", o)]
+    return kind, (labels or info.get("labels")) or None
+
+
+def mgsm_language(item: Any) -> tuple[str, str]:
+    """(language code, question prefix or "") of an MGSM item or stored row."""
+    meta = _field(item, "meta", {}) or {}
+    return meta.get("language") or _field(item, "subtask") or "en", meta.get("question_prefix", "")
+
+
+def mgsm_markers(lang: str, question_prefix: str = "") -> list[str]:
+    """Where an MGSM continuation starts the next question (its own and the English prefix)."""
+    s = bd.settings()["mgsm"]
+    q_prefix = (question_prefix or s["question_prefix"].get(lang, "")).strip()
+    markers = [q_prefix] if q_prefix else []
+    if lang != "en":
+        markers.append(s["question_prefix"]["en"].strip())
+    return markers
+
+
 def extract(benchmark: str, setting: str, raw: str, item: Any) -> Any:
     """The answer in the canonical form of the item's gold, or None if none can be read."""
     if raw is None:
@@ -383,20 +405,14 @@ def extract(benchmark: str, setting: str, raw: str, item: Any) -> Any:
         meta = _field(item, "meta", {}) or {}
         return mmlu_letter(raw, cot=_is_cot(setting), choices=meta.get("choices"))
     if benchmark == "bbh":
-        meta = _field(item, "meta", {}) or {}
-        subtask = _field(item, "subtask")
-        info = bd.bbh_subtask_info(subtask) if subtask in bd.settings()["bbh"]["subtasks"] else {}
-        kind = meta.get("kind") or info.get("kind", "free_form")
-        labels = [o for o in (_field(item, "options") or []) if not re.fullmatch(r"\([A-Z]\)", o)]
-        labels = labels or info.get("labels")
-        return bbh_answer(raw, cot=_is_cot(setting), kind=kind, labels=labels or None,
+        kind, labels = bbh_kind_and_labels(item)
+        return bbh_answer(raw, cot=_is_cot(setting), kind=kind, labels=labels,
                           option_texts=_bbh_option_texts(item))
     if benchmark == "tydiqa":
         return tydiqa_answer(raw)
     if benchmark == "mgsm":
-        meta = _field(item, "meta", {}) or {}
-        return mgsm_number(raw, meta.get("language") or _field(item, "subtask") or "en",
-                           meta.get("question_prefix", ""))
+        lang, prefix = mgsm_language(item)
+        return mgsm_number(raw, lang, prefix)
     raise ValueError(f"unknown benchmark {benchmark!r}")
 
 

@@ -28,7 +28,7 @@ import unicodedata
 from flan_nb.eval import benchmark_schema as bd
 
 __all__ = ["normalize_numbers", "parse_number", "canonical_number", "NUMBER", "sure_number_at",
-           "comma_decimal"]
+           "comma_decimal", "ascii_digits"]
 
 NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 
@@ -39,7 +39,7 @@ _LATEX_UNWRAP = re.compile(r"\\(?:boxed|fbox|text|textbf|mathrm|mathbf|mbox)\s*\
 _MD_WRAPPED = re.compile(r"(\*{1,2}|_{1,2}|`)([-$€£¥₹]?-?\d[\d.,]*%?)\1")
 
 
-def _ascii_digits(text: str) -> str:
+def ascii_digits(text: str) -> str:
     """Every decimal digit (Bengali, Devanagari, full-width, ...) as 0-9; U+2212 as "-"."""
     out = []
     for ch in text:
@@ -60,7 +60,7 @@ def comma_decimal(lang: str) -> bool:
 
 def normalize_numbers(text: str, lang: str = "en") -> str:
     """`text` with numbers written plainly: ASCII digits, "," and "." the only marks inside them."""
-    text = _ascii_digits(text)
+    text = ascii_digits(text)
     text = text.replace("{,}", ",").replace("{.}", ".")
     text = _LATEX_SPACE.sub("\u2009", text)
     for _ in range(2):  # \boxed{\text{12}}
