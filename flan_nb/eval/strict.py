@@ -64,7 +64,7 @@ def _mgsm_strict(raw: str, item: Any) -> str | None:
     lang, prefix = A.mgsm_language(item)
     text = nums.ascii_digits(A.cut_continuation(raw, A.mgsm_markers(lang, prefix)))
     phrases = "|".join(re.escape(p) for p in bd.settings()["mgsm"]["answer_phrases"].get(lang, []))
-    hits = list(re.finditer(f"(?:{phrases}) ?(-?\\d+(?:[.,]\\d+)*)", text)) if phrases else []
+    hits = list(re.finditer(f"(?:{phrases}) ?(-?\\d+(?:[.,]\\d+)*)(?![\\d{{'’_\\\\]|[.,]\\d)", text)) if phrases else []
     if not hits:
         return None
     value = nums.parse_number(hits[-1].group(1), lang)
