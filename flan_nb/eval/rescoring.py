@@ -94,14 +94,10 @@ def read_predictions(run_dir: str | Path, benchmark: str) -> list[dict[str, Any]
 _ROW_KEYS = ("f1", "votes", "strict_extracted", "strict_correct", "strict_votes")
 
 
-def rescore(run_dir: str | Path, benchmark: str) -> dict[str, Any]:
-    """Re-extract and re-score `predictions/<benchmark>.jsonl` of a run from the raw generations
-    (flexible and strict readers), rewrite the predictions and the benchmark's metrics (meta
-    kept, marked "rescored"); return the new section."""
-    from flan_nb import runs
-
-    run = runs.open_run(str(run_dir), notebook="rescore")
-    rows = read_predictions(run.path, benchmark)
+def score_predictions(benchmark: str, rows: list[dict[str, Any]],
+                      baselines: Mapping[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Re-read stored prediction rows (updated in place: extracted, correct, strict_*, ...) and
+    return {setting: metrics} with both readers. Writes nothing."""
     by_setting: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         item = {"subtask": row["subtask"], "gold": row["gold"], "options": row.get("options", []),
@@ -112,15 +108,26 @@ def rescore(run_dir: str | Path, benchmark: str) -> dict[str, Any]:
             if key in scored:
                 row[key] = bool(scored[key]) if key == "strict_correct" else scored[key]
         by_setting.setdefault(row["setting"], []).append(row)
+    return {s: aggregate_rows(benchmark, srows, baselines) for s, srows in by_setting.items()}
+
+
+def rescore(run_dir: str | Path, benchmark: str) -> dict[str, Any]:
+    """Re-extract and re-score `predictions/<benchmark>.jsonl` of a run from the raw generations
+    (flexible and strict readers), rewrite the predictions and the benchmark's metrics (meta
+    kept, marked "rescored"); return the new section."""
+    from flan_nb import runs
+
+    run = runs.open_run(str(run_dir), notebook="rescore")
+    rows = read_predictions(run.path, benchmark)
     old = run.read_metrics().get(benchmark, {})
     baselines = None
     if benchmark == "bbh":
-        baselines = {sub: m["random"] for s in by_setting
-                     for sub, m in (old.get(s, {}).get("per_subtask") or {}).items()
-                     if "random" in m} or None
+        baselines = {sub: m["random"] for s in old.values() if isinstance(s, Mapping)
+                     for sub, m in (s.get("per_subtask") or {}).items() if "random" in m} or None
+    by_setting = score_predictions(benchmark, rows, baselines)
     section: dict[str, Any] = {"meta": {**old.get("meta", {}), "rescored": True}}
-    for setting, srows in by_setting.items():
-        section[setting] = aggregate_rows(benchmark, srows, baselines)
+    for setting, sec in by_setting.items():
+        section[setting] = sec
         if "max_new_tokens" in old.get(setting, {}):
             section[setting]["max_new_tokens"] = old[setting]["max_new_tokens"]
     if "direct_ranked" in old:
