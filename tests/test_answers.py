@@ -408,3 +408,28 @@ def test_strict_exists_only_where_exemplars_teach_a_format():
     assert not S.has_strict("mmlu", "zs_cot") and not S.has_strict("tydiqa", "direct")
     with pytest.raises(ValueError, match="no strict reader"):
         S.extract_strict("tydiqa", "direct", "x", {})
+
+
+def test_recorded_smollm2_generations_strict_and_flexible():
+    """Both readers on the raw generations of the committed SmolLM2 run (read only)."""
+    import json
+    from pathlib import Path
+
+    from flan_nb.eval import rescoring
+
+    runs = sorted(Path(__file__).resolve().parents[1].glob("results/*-eval-smollm2-*/predictions"))
+    if not runs:
+        pytest.skip("no committed SmolLM2 evaluation run under results/ (eval-smollm2)")
+    got = {}
+    for bench in ("mmlu", "bbh", "mgsm"):
+        path = runs[0] / f"{bench}.jsonl"
+        rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+        for setting, m in rescoring.score_predictions(bench, rows).items():
+            got[bench, setting] = (round(m["score"], 1), m["unparsed"],
+                                   round(m["strict_score"], 1), m["strict_unparsed"])
+        # an answer the strict reader gets right, the flexible reader gets right too
+        assert all(r["correct"] for r in rows if r.get("strict_correct")), bench
+    # (flexible score, unparsed, strict score, unparsed): SmolLM2-135M-Instruct, 1 item per subtask
+    assert got == {("mmlu", "direct"): (33.3, 0, 33.3, 0), ("mmlu", "cot"): (8.3, 3, 8.3, 3),
+                   ("bbh", "direct"): (20.0, 0, 20.0, 0), ("bbh", "cot"): (30.0, 5, 30.0, 5),
+                   ("mgsm", "cot"): (0.0, 3, 0.0, 9)}
