@@ -16,6 +16,7 @@ _ENTRY_POINTS: dict[str, str] = {
     "all_tables": "tables",
     "collect_runs": "tables",
     "paper_norm_avg_check": "tables",
+    "strict_flexible": "readers",
     "ScalingParams": "figures",
     "compare_runs": "compare",
     "load_sweep": "sweeps",
