@@ -4,18 +4,34 @@ Nothing here relies on newlines: the T5 tokenizer has no newline piece, so a mod
 into the next few-shot example is cut at the next "Q:" (or the language's question prefix) too.
 An unparseable output extracts to None; it is wrong and counted as "unparsed" by scores.py.
 
-- MMLU: the first "(X)" of a direct answer (also a bare "B"/"B."/"b)", or an exact choice text);
-  CoT: the letter after "the answer is" / "The answer:" / "The final answer:" (first occurrence).
-- BBH: CoT the span after "the answer is" up to the sentence end, trailing period stripped;
-  direct the first answer-looking span. Spans are normalized by subtask kind: "(X)" for multiple
-  choice (also "X", "(x)" or the option's text), the canonical label for label tasks
-  (True/False, Yes/No, valid/invalid, yes/no), whitespace-collapsed text for free-form tasks.
+These are the flexible readers (the headline score); strict.py reads only the exemplars' format.
+
+Answer statements (MMLU, BBH, MGSM) are one closed cue family, "[the|my|our] [qualifier ...]
+NOUN VERB" with qualifiers correct/best/final/right/true/only/most likely/..., nouns answer (and
+option/choice for multiple choice) and verbs is/would be/should be/must be/will be/=/":" —
+"The correct answer is C.", "Answer: (B)", "so the best answer is (C)". A cue inside a clause
+opened by if/whether/what/which/suppose/assume/unless is a hypothesis or a question, not a claim.
+The LAST claim whose answer parses wins ("The answer is not (A) ... So the answer is (B)." ->
+(B)); continuations are cut at the next question first. Emphasis and box wrappers ("**(C)**",
+"$\\boxed{C}$") are removed before reading.
+
+- MMLU: after a cue, "(X)", a bare "X" followed by anything ("C because ..."), "option C" or an
+  option's text; without a cue a direct answer is its first "(X)" (also a bare "B"/"B."/"b)", or
+  an exact choice text); CoT without a cue is unparsed.
+- BBH: after a cue, the span up to the sentence end must open with the answer (a "not ..." span is
+  none); direct without a cue, the first answer-looking span. Spans are normalized by subtask
+  kind: "(X)" for multiple choice (also "X", "(x)" or the option's text), the canonical label for
+  label tasks (True/False, Yes/No, valid/invalid, yes/no), whitespace-collapsed text for free form
+  (cut before ", " / " because " / " since ").
 - TyDiQA: the answer span, SQuAD-style normalization (lowercase, Unicode punctuation removed,
   English articles removed as the SQuAD script does for every language, whitespace collapsed —
   non-ASCII letters are kept), EM and token F1, max over gold answers.
-- MGSM: the number after the language's answer phrase (benchmarks.yaml, plus "The answer is"),
-  else the last number; "2,125" -> 2125, "11.0" -> 11, native digits read, "80.000" read as
-  thousands only in languages that write it so (de, es), "1 250" only in fr and ru.
+- MGSM: the continuation normalized (numbers.py: LaTeX, markdown, native/full-width digits, group
+  separators), then the number of the last claim (the language's answer phrases of
+  benchmarks.yaml, or the cue family) that reads surely; claims none of which reads surely are
+  unparsed; with no claim at all, the last number if it reads surely. "2,125" -> 2125, "11.0" ->
+  11, "80.000" read as thousands only in languages that write it so (de, es), "1 250" only in fr
+  and ru, "2,125" unparsed where the comma is the decimal mark.
 """
 
 from __future__ import annotations
