@@ -77,8 +77,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         for setting, res in section.items():
             if setting == "meta" or not isinstance(res, dict) or "score" not in res:
                 continue
+            strict = (f"  strict {_fmt(res['strict_score'])} (unparsed "
+                      f"{res.get('strict_unparsed', 0)})" if "strict_score" in res else "")
             print(f"  {setting:8s} {_fmt(res['score']):>6s}  n={res.get('n')}  "
-                  f"unparsed={res.get('unparsed', 0)}")
+                  f"unparsed={res.get('unparsed', 0)}{strict}")
             if args.per_task:
                 for sub, r in sorted((res.get("per_subtask") or {}).items()):
                     print(f"      {sub:40s} {_fmt(r.get('score')):>6s}  n={r.get('n')}")

@@ -227,3 +227,33 @@ def test_data_parallel_evaluate_matches_one_process(tmp_path):
     assert metrics[2]["meta"]["world_size"] == 2
     for key in ("direct", "cot_sc", "direct_ranked"):
         assert metrics[2][key] == metrics[1][key]
+
+
+def test_strict_and_flexible_are_written_and_rescored(run, tiny_t5):
+    """evaluate writes strict_score beside score where the exemplars teach a format (not for zs);
+    rescore recomputes both from the stored raw generations."""
+    evaluation.evaluate("mmlu", make_cfg(settings=["direct", "cot", "zs"]), run, loaded=tiny_t5,
+                        progress=False)
+    metrics = run.read_metrics()["mmlu"]
+    assert {"strict_score", "strict_unparsed"} <= set(metrics["direct"]) and "strict_score" in metrics["cot"]
+    assert "strict_score" not in metrics["zs"]
+    assert all("strict_score" in e for e in metrics["direct"]["per_subtask"].values())
+    rows = _read_rows(run, "mmlu")
+    taught = {"direct": " ({})", "cot": " ... The answer is ({}).", "zs": " ({})"}
+    other = {"direct": " The correct answer is {}.", "cot": " ... so the correct answer is {} because",
+             "zs": " Answer: {}"}
+    for k, r in enumerate(rows):  # every answer right, half of them in the exemplars' format
+        r["raw"] = (taught if k % 2 == 0 else other)[r["setting"]].format(r["gold"])
+    run.write_jsonl("predictions/mmlu.jsonl", rows)
+    section = evaluation.rescore(run.path, "mmlu")
+    for setting in ("direct", "cot"):
+        block = section[setting]
+        assert block["score"] == 100.0 and block["unparsed"] == 0
+        assert block["strict_unparsed"] == block["n"] // 2
+        assert block["strict_score"] == pytest.approx(
+            sum(e["strict_score"] for e in block["per_subtask"].values()) / len(block["per_subtask"]))
+        assert 0 < block["strict_score"] < 100
+    assert section["zs"]["score"] == 100.0 and "strict_score" not in section["zs"]
+    stored = _read_rows(run, "mmlu")
+    assert all(r["correct"] for r in stored)
+    assert sum(r["strict_correct"] for r in stored if r["setting"] == "direct") == 4

@@ -257,3 +257,28 @@ def test_figures_from_runs(records, tmp_path):
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size for p in paths)
     empty_figs, why = figures.draw(pd.DataFrame())
     assert not empty_figs and set(why) == set(figures.FIGURES)
+
+
+def test_strict_flexible_table(tmp_path):
+    """Both readers side by side where a setting has a strict score; none for runs without."""
+    import json
+
+    from flan_nb.report import readers
+
+    run = tmp_path / "20260101-000000-strict"
+    run.mkdir()
+    metrics = {"mmlu": {"meta": {"model": "m"},
+                        "direct": {"score": 40.0, "n": 10, "unparsed": 1, "strict_score": 30.0,
+                                   "strict_unparsed": 4, "per_subtask": {}},
+                        "zs": {"score": 20.0, "n": 10, "unparsed": 2, "per_subtask": {}}}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "manifest.json").write_text(json.dumps({"run_id": run.name, "status": "complete"}))
+    frame = readers.strict_flexible([run])
+    assert list(frame.index.get_level_values("Setting")) == ["direct"]
+    row = frame.iloc[0]
+    assert (row["Flexible"], row["Strict"], row["Strict unparsed"]) == (40.0, 30.0, 4)
+    assert row["Flexible − strict"] == 10.0
+    assert "strict_flexible" in report.all_tables([run])
+    metrics["mmlu"]["direct"] = {"score": 40.0, "n": 10, "unparsed": 1, "per_subtask": {}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert readers.strict_flexible([run]).empty

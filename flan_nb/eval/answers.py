@@ -4,22 +4,39 @@ Nothing here relies on newlines: the T5 tokenizer has no newline piece, so a mod
 into the next few-shot example is cut at the next "Q:" (or the language's question prefix) too.
 An unparseable output extracts to None; it is wrong and counted as "unparsed" by scores.py.
 
-- MMLU: the first "(X)" of a direct answer (also a bare "B"/"B."/"b)", or an exact choice text);
-  CoT: the letter after "the answer is" / "The answer:" / "The final answer:" (first occurrence).
-- BBH: CoT the span after "the answer is" up to the sentence end, trailing period stripped;
-  direct the first answer-looking span. Spans are normalized by subtask kind: "(X)" for multiple
-  choice (also "X", "(x)" or the option's text), the canonical label for label tasks
-  (True/False, Yes/No, valid/invalid, yes/no), whitespace-collapsed text for free-form tasks.
+These are the flexible readers (the headline score); strict.py reads only the exemplars' format.
+
+Answer statements (MMLU, BBH, MGSM) are one closed cue family, "[the|my|our] [qualifier ...]
+NOUN VERB" with qualifiers correct/best/final/right/true/only/most likely/..., nouns answer (and
+option/choice for multiple choice) and verbs is/would be/should be/must be/will be/=/":" —
+"The correct answer is C.", "Answer: (B)", "so the best answer is (C)". A cue inside a clause
+opened by if/whether/what/which/suppose/assume/unless is a hypothesis or a question, not a claim.
+The LAST claim whose answer parses wins ("The answer is not (A) ... So the answer is (B)." ->
+(B)); continuations are cut at the next question first. Emphasis and box wrappers ("**(C)**",
+"$\\boxed{C}$") are removed before reading.
+
+- MMLU: after a cue, "(X)", a bare "X" followed by anything ("C because ..."), "option C" or an
+  option's text; without a cue a direct answer is its first "(X)" (also a bare "B"/"B."/"b)", or
+  an exact choice text); CoT without a cue is unparsed.
+- BBH: after a cue, the span up to the sentence end must open with the answer (a "not ..." span is
+  none); direct without a cue, the first answer-looking span. Spans are normalized by subtask
+  kind: "(X)" for multiple choice (also "X", "(x)" or the option's text), the canonical label for
+  label tasks (True/False, Yes/No, valid/invalid, yes/no), whitespace-collapsed text for free form
+  (cut before ", " / " because " / " since ").
 - TyDiQA: the answer span, SQuAD-style normalization (lowercase, Unicode punctuation removed,
   English articles removed as the SQuAD script does for every language, whitespace collapsed —
   non-ASCII letters are kept), EM and token F1, max over gold answers.
-- MGSM: the number after the language's answer phrase (benchmarks.yaml, plus "The answer is"),
-  else the last number; "2,125" -> 2125, "11.0" -> 11, native digits read, "80.000" read as
-  thousands only in languages that write it so (de, es), "1 250" only in fr and ru.
+- MGSM: the continuation normalized (numbers.py: LaTeX, markdown, native/full-width digits, group
+  separators), then the number of the last claim (the language's answer phrases of
+  benchmarks.yaml, or the cue family) that reads surely; claims none of which reads surely are
+  unparsed; with no claim at all, the last number if it reads surely. "2,125" -> 2125, "11.0" ->
+  11, "80.000" read as thousands only in languages that write it so (de, es), "1 250" only in fr
+  and ru, "2,125" unparsed where the comma is the decimal mark.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import unicodedata
@@ -28,6 +45,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flan_nb.eval import benchmark_schema as bd
+from flan_nb.eval import numbers as nums
+from flan_nb.eval.numbers import canonical_number, parse_number
 
 __all__ = ["extract", "is_correct", "score", "score_extracted", "majority_vote", "normalize_answer",
            "exact_match", "f1_score", "parse_number", "canonical_number", "mmlu_letter", "bbh_answer",
@@ -68,12 +87,71 @@ def _strip_period(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The answer-cue grammar (MMLU, BBH, MGSM)
+
+# One closed family of answer statements: "[so] [the|my|our] [qualifier ...] NOUN VERB", e.g.
+# "the answer is", "The correct answer is", "the best option would be", "Final answer:", "Answer:".
+# MMLU's and BBH's CoT prompts teach "the answer is X."; Flan's CoT targets also end "The answer:
+# X" / "The final answer: X"; chat-tuned models add the qualifiers and "Answer: X".
+CUE_QUALIFIERS = ("correct", "best", "final", "right", "true", "only", "most likely",
+                  "most appropriate", "most accurate")
+CUE_NOUNS = ("answer", "option", "choice")
+CUE_VERBS = ("is", "would be", "should be", "must be", "will be", "=", ":")
+# a statement inside a clause opened by one of these is a hypothesis or a question, not a claim
+_NOT_A_CLAIM = re.compile(r"\b(?:if|whether|what|which|suppose|supposing|assume|assuming|unless)\b",
+                          re.I)
+_CLAUSE_START = re.compile(r"[.!?;,\n]")
+
+
+def _words(items: Iterable[str]) -> str:
+    return "|".join(r"\s+".join(map(re.escape, w.split())) for w in items)
+
+
+def answer_cue(nouns: tuple[str, ...] = CUE_NOUNS) -> re.Pattern[str]:
+    """The regex of the answer-cue family for the given nouns (the whole cue, trailing space and
+    an optional colon included, so the answer starts at match.end())."""
+    return _cue_regex(nouns)
+
+
+@functools.cache
+def _cue_regex(nouns: tuple[str, ...]) -> re.Pattern[str]:
+    verbs = "|".join(r"\s+".join(map(re.escape, v.split())) for v in CUE_VERBS)
+    return re.compile(
+        rf"\b(?:(?:the|my|our)\s+)?(?:(?:{_words(CUE_QUALIFIERS)})\s+)*(?:{_words(nouns)})"
+        rf"\s*(?:{verbs})\s*:?\s*", re.I)
+
+
+def is_claim(text: str, start: int) -> bool:
+    """False when the cue at `start` sits in an "if ..." / "whether ..." / "what ..." clause."""
+    clause = text[:start]
+    cut = max((m.end() for m in _CLAUSE_START.finditer(clause)), default=0)
+    return not _NOT_A_CLAIM.search(clause[cut:])
+
+
+def answer_statements(text: str, nouns: tuple[str, ...] = CUE_NOUNS) -> list[re.Match[str]]:
+    """Every answer cue of `text` that makes a claim, in order (the last one that parses wins)."""
+    return [m for m in answer_cue(nouns).finditer(text) if is_claim(text, m.start())]
+
+
+_WRAPPERS = (
+    (re.compile(r"\\(?:boxed|fbox|text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}"), r"\1"),
+    (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),
+    (re.compile(r"\$\s*([^$]{1,40}?)\s*\$"), r"\1"),
+)
+
+
+def unwrap(text: str) -> str:
+    """Emphasis and box wrappers removed: "**(C)**", "$\\boxed{C}$" -> "(C)", "C"."""
+    for pattern, repl in _WRAPPERS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
 # MMLU
 
-# MMLU's and BBH's CoT prompts end "the answer is X."; Flan's CoT finetuning targets also end
-# "The answer: X" / "The final answer: X", which a finetuned model may prefer.
-_ANSWER_PHRASE = re.compile(r"the (?:final )?answer(?: is|:)\s*", re.I)
 _PAREN_LETTER = re.compile(r"\(([A-Za-z])\)")
+_LEAD_IN = re.compile(r"(?:option|choice|letter)\s+|[\"'“‘]+", re.I)
 
 
 def _letter_at_start(text: str, letters: str) -> str | None:
@@ -91,44 +169,77 @@ def _letter_at_start(text: str, letters: str) -> str | None:
     return None
 
 
+def letter_after_cue(rest: str, letters: str) -> str | None:
+    """The option letter an answer statement gives: "(C)", "C", "C because ...", "option (C)";
+    None for "not (A)", "a bit", "I think ..." and letters outside `letters`."""
+    rest = rest.lstrip()
+    while (m := _LEAD_IN.match(rest)) and m.end():
+        rest = rest[m.end():].lstrip()
+    got = _letter_at_start(rest, letters)
+    if got is None:
+        m = re.match(r"([A-Z])(?![\w'’])", rest)
+        if m and m.group(1) in letters and not re.match(r"I\s+[a-z]", rest):
+            got = m.group(1)
+    return got
+
+
+def _choice_text(span: str, choices: list[str] | None, letters: str) -> str | None:
+    span = _strip_period(span).casefold()
+    hits = [k for k, c in enumerate(choices or []) if _strip_period(str(c)).casefold() == span]
+    return letters[hits[0]] if len(hits) == 1 else None
+
+
 def mmlu_letter(raw: str, *, cot: bool, choices: list[str] | None = None) -> str | None:
-    """The answer letter A-D of an MMLU generation, or None."""
-    text = cut_continuation(raw)
-    m = _ANSWER_PHRASE.search(text)
-    if m:
-        return _letter_at_start(text[m.end():], "ABCD")
+    """The answer letter A-D of an MMLU generation, or None (flexible reader).
+
+    The last answer statement (answer_statements) that names a letter or an option's text wins;
+    without one, a direct answer is its first "(X)", a bare opening letter or an option's text."""
+    text = unwrap(cut_continuation(raw))
+    for m in reversed(answer_statements(text)):
+        rest = text[m.end():]
+        got = letter_after_cue(rest, "ABCD")
+        if got is None:
+            end = _SENTENCE_END.search(rest)
+            got = _choice_text(rest[: end.start()] if end else rest, choices, "ABCD")
+        if got is not None:
+            return got
     if cot:
         return None
     for pm in _PAREN_LETTER.finditer(text):
         if pm.group(1).upper() in "ABCD":
             return pm.group(1).upper()
-    letter = _letter_at_start(text, "ABCD")
-    if letter is None and choices:
-        # a model may answer with the option text itself
-        span = _strip_period(text).casefold()
-        hits = [k for k, c in enumerate(choices) if _strip_period(str(c)).casefold() == span]
-        if len(hits) == 1:
-            letter = "ABCD"[hits[0]]
-    return letter
+    return _letter_at_start(text, "ABCD") or _choice_text(text, choices, "ABCD")
 
 
 # ---------------------------------------------------------------------------------------------
 # BBH
 
 _SENTENCE_END = re.compile(r"\.(?=\s|$)|\n")
+# a free-form answer ends where a reason starts: "So the answer is 7 because ..."
+_REASON = re.compile(r",\s|\s+(?:because|since)\s", re.I)
 
 
 def bbh_normalize(span: str, kind: str, *, labels: list[str] | None = None,
-                  option_texts: Mapping[str, str] | None = None) -> str | None:
-    """Map an answer span to the form of BBH targets for the subtask kind."""
+                  option_texts: Mapping[str, str] | None = None,
+                  anchored: bool = False) -> str | None:
+    """Map an answer span to the form of BBH targets for the subtask kind.
+
+    anchored: the span follows an answer cue, so the answer must open it ("(B) because ...",
+    "no, since ..."); "not (A)" is no answer. Unanchored (a direct answer without a cue), the
+    first "(X)" / label word anywhere in the span is taken."""
     span = _strip_period(span)
+    if anchored:
+        span = span.strip("\"'“”‘’ ")
+        if re.match(r"not\b", span, re.I):
+            return None
     if not span:
         return None
     if kind == "multiple_choice":
-        m = _PAREN_LETTER.search(span)
-        if m:
-            return f"({m.group(1).upper()})"
-        letter = _letter_at_start(span, string.ascii_uppercase)
+        m = _PAREN_LETTER.match(span) if anchored else _PAREN_LETTER.search(span)
+        letter = m.group(1).upper() if m else None
+        if letter is None:
+            letter = (letter_after_cue(span, string.ascii_uppercase) if anchored
+                      else _letter_at_start(span, string.ascii_uppercase))
         if letter:
             return f"({letter})"
         if option_texts:
@@ -139,22 +250,30 @@ def bbh_normalize(span: str, kind: str, *, labels: list[str] | None = None,
     if kind == "labels" and labels:
         lookup = {lab.casefold(): lab for lab in labels}
         words = re.findall(r"[A-Za-z]+", span)
-        for w in words:
+        for w in words[:1] if anchored else words:
             if w.casefold() in lookup:
                 return lookup[w.casefold()]
         return None
-    return " ".join(span.split())
+    if anchored:
+        span = _REASON.split(span, 1)[0]
+    return " ".join(span.split()) or None
 
 
 def bbh_answer(raw: str, *, cot: bool, kind: str, labels: list[str] | None = None,
                option_texts: Mapping[str, str] | None = None) -> str | None:
-    text = cut_continuation(raw)
-    m = _ANSWER_PHRASE.search(text)
-    if m:
+    """The answer of a BBH generation in the form of the subtask's targets, or None (flexible).
+
+    The last answer statement whose span normalizes wins; a direct answer without one is read
+    from its first sentence (then, for closed kinds, from the whole text)."""
+    text = unwrap(cut_continuation(raw))
+    nouns = CUE_NOUNS if kind == "multiple_choice" else ("answer",)
+    for m in reversed(answer_statements(text, nouns)):
         rest = text[m.end():]
         end = _SENTENCE_END.search(rest)
-        span = rest[: end.start()] if end else rest
-        return bbh_normalize(span, kind, labels=labels, option_texts=option_texts)
+        got = bbh_normalize(rest[: end.start()] if end else rest, kind, labels=labels,
+                            option_texts=option_texts, anchored=True)
+        if got is not None:
+            return got
     if cot:
         return None
     # direct: the first answer-looking span — the first line / sentence of the generation
@@ -227,72 +346,37 @@ def tydiqa_answer(raw: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # MGSM
 
-_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
-
-
-def _ascii_digits(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch.isdigit() and not ("0" <= ch <= "9"):
-            try:
-                ch = str(unicodedata.decimal(ch))
-            except ValueError:
-                pass
-        out.append(ch)
-    return "".join(out).replace("\u2212", "-")
-
-
-def parse_number(token: str, lang: str = "en") -> float | None:
-    """One numeric token as a float, reading thousands separators and decimal marks."""
-    token = token.strip()
-    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", token):
-        return float(token.replace(",", ""))
-    if lang in bd.settings()["mgsm"].get("dot_thousands", []) and re.fullmatch(
-        r"-?\d{1,3}(?:\.\d{3})+(?:,\d+)?", token
-    ):
-        return float(token.replace(".", "").replace(",", "."))
-    if re.fullmatch(r"-?\d+,\d+", token):  # a decimal comma
-        return float(token.replace(",", "."))
-    try:
-        return float(token)
-    except ValueError:
-        return None
-
-
-def canonical_number(value: float) -> str:
-    """The form of MGSM golds and extracted answers: "18" for 18.0, else the float's repr."""
-    return str(int(value)) if value == int(value) else repr(value)
-
-
 def mgsm_number(raw: str, lang: str = "en", question_prefix: str = "") -> str | None:
+    """The answer number of an MGSM generation as canonical_number text, or None (flexible).
+
+    The continuation is normalized (numbers.normalize_numbers), then the last answer statement
+    (the language's answer phrases of benchmarks.yaml, or the English cue family) followed by a
+    number wins if that number reads surely. Statements that exist but none of which reads surely
+    give None; only a text without any answer statement falls back to its last number."""
     s = bd.settings()["mgsm"]
-    q_prefix = (question_prefix or s["question_prefix"].get(lang, "")).strip()
-    markers = [q_prefix] if q_prefix else []
-    if lang != "en":
-        markers.append(s["question_prefix"]["en"].strip())
-    text = _ascii_digits(cut_continuation(raw, markers))
-    # digit groups split by (narrow) no-break spaces, or by plain spaces where the locale does so
-    # ("1 250" in fr/ru), are one number
-    gap = "[ \u00a0\u202f]" if lang in s.get("space_thousands", []) else "[\u00a0\u202f]"
-    text = re.sub(rf"(?<=\d){gap}(?=\d{{3}}(?!\d))", "", text)
-    phrases = [*s["answer_phrases"].get(lang, []), "The answer is"]
+    text = nums.normalize_numbers(cut_continuation(raw, mgsm_markers(lang, question_prefix)), lang)
     # the phrase must be followed by the number itself: Telugu's answer prefix "దశలవారీగా
     # సమాధానం:" contains the answer word too, followed by the reasoning
-    best = None
-    for phrase in phrases:
-        m = re.search(re.escape(phrase) + r"[\s:：—$€£¥₹]*(" + _NUMBER.pattern + ")", text, re.I)
-        if m and (best is None or m.start() < best.start()):
-            best = m
-    if best is not None:
-        value = parse_number(best.group(1), lang)
+    gap = r"[\s:：—=$€£¥₹]*(" + nums.NUMBER.pattern + ")"
+    phrases = "|".join(re.escape(p) for p in s["answer_phrases"].get(lang, []))
+    found = [m for m in re.finditer(f"(?:{phrases})" + gap, text, re.I) if is_claim(text, m.start())]
+    found += [m for m in _cue_number_regex(gap).finditer(text) if is_claim(text, m.start())]
+    found.sort(key=lambda m: m.start())
+    for m in reversed(found):
+        value = nums.sure_number_at(text, m, lang, group=1)
         if value is not None:
-            return canonical_number(value)
-    numbers = _NUMBER.findall(text)
-    for token in reversed(numbers):
-        value = parse_number(token, lang)
-        if value is not None:
-            return canonical_number(value)
-    return None
+            return nums.canonical_number(value)
+    if found:
+        return None
+    every = list(nums.NUMBER.finditer(text))
+    last = every[-1] if every else None
+    value = nums.sure_number_at(text, last, lang) if last else None
+    return None if value is None else nums.canonical_number(value)
+
+
+@functools.cache
+def _cue_number_regex(gap: str) -> re.Pattern[str]:
+    return re.compile(answer_cue(("answer",)).pattern + gap, re.I)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,6 +387,32 @@ def _is_cot(setting: str) -> bool:
     return setting in COT_SETTINGS
 
 
+def bbh_kind_and_labels(item: Any) -> tuple[str, list[str] | None]:
+    """(kind, labels) of a BBH item or stored row: from its meta/options, else benchmarks.yaml."""
+    meta = _field(item, "meta", {}) or {}
+    subtask = _field(item, "subtask")
+    info = bd.bbh_subtask_info(subtask) if subtask in bd.settings()["bbh"]["subtasks"] else {}
+    kind = meta.get("kind") or info.get("kind", "free_form")
+    labels = [o for o in (_field(item, "options") or []) if not re.fullmatch(r"\([A-Z]\)", o)]
+    return kind, (labels or info.get("labels")) or None
+
+
+def mgsm_language(item: Any) -> tuple[str, str]:
+    """(language code, question prefix or "") of an MGSM item or stored row."""
+    meta = _field(item, "meta", {}) or {}
+    return meta.get("language") or _field(item, "subtask") or "en", meta.get("question_prefix", "")
+
+
+def mgsm_markers(lang: str, question_prefix: str = "") -> list[str]:
+    """Where an MGSM continuation starts the next question (its own and the English prefix)."""
+    s = bd.settings()["mgsm"]
+    q_prefix = (question_prefix or s["question_prefix"].get(lang, "")).strip()
+    markers = [q_prefix] if q_prefix else []
+    if lang != "en":
+        markers.append(s["question_prefix"]["en"].strip())
+    return markers
+
+
 def extract(benchmark: str, setting: str, raw: str, item: Any) -> Any:
     """The answer in the canonical form of the item's gold, or None if none can be read."""
     if raw is None:
@@ -311,20 +421,14 @@ def extract(benchmark: str, setting: str, raw: str, item: Any) -> Any:
         meta = _field(item, "meta", {}) or {}
         return mmlu_letter(raw, cot=_is_cot(setting), choices=meta.get("choices"))
     if benchmark == "bbh":
-        meta = _field(item, "meta", {}) or {}
-        subtask = _field(item, "subtask")
-        info = bd.bbh_subtask_info(subtask) if subtask in bd.settings()["bbh"]["subtasks"] else {}
-        kind = meta.get("kind") or info.get("kind", "free_form")
-        labels = [o for o in (_field(item, "options") or []) if not re.fullmatch(r"\([A-Z]\)", o)]
-        labels = labels or info.get("labels")
-        return bbh_answer(raw, cot=_is_cot(setting), kind=kind, labels=labels or None,
+        kind, labels = bbh_kind_and_labels(item)
+        return bbh_answer(raw, cot=_is_cot(setting), kind=kind, labels=labels,
                           option_texts=_bbh_option_texts(item))
     if benchmark == "tydiqa":
         return tydiqa_answer(raw)
     if benchmark == "mgsm":
-        meta = _field(item, "meta", {}) or {}
-        return mgsm_number(raw, meta.get("language") or _field(item, "subtask") or "en",
-                           meta.get("question_prefix", ""))
+        lang, prefix = mgsm_language(item)
+        return mgsm_number(raw, lang, prefix)
     raise ValueError(f"unknown benchmark {benchmark!r}")
 
 

@@ -17,16 +17,17 @@ Settings: direct, cot (few-shot), zs, zs_cot (zero-shot), cot_sc (few-shot CoT p
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from flan_nb.eval import answers, generation, scores
 from flan_nb.eval import benchmarks as bd
 from flan_nb.eval import prompts as pr
+from flan_nb.eval.rescoring import EvalError, read_predictions, rescore  # noqa: F401 (re-exported)
+from flan_nb.eval.rescoring import aggregate_rows as _aggregate
+from flan_nb.eval.rescoring import score_row as _score_row
+from flan_nb.eval.rescoring import update_normalized_average as _update_normalized_average
 
 BENCHMARKS = bd.BENCHMARKS
 DATA_SOURCES = ("synthetic", "offline", "hub")
@@ -35,10 +36,6 @@ DEFAULT_SETTINGS = {"mmlu": ("direct", "cot"), "bbh": ("direct", "cot"), "tydiqa
                     "mgsm": ("cot",)}
 # Option-ranking diagnostic: benchmarks whose direct setting has a closed option set.
 RANKABLE = ("mmlu", "bbh")
-
-
-class EvalError(ValueError):
-    """An evaluation request that cannot run (bad setting, no model, ...); names what and where."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,8 @@ class EvalResult:
                 and "per_subtask" in v]
 
     def summary(self) -> Any:
-        """One row per setting: score, n, unparsed, dropped exemplars (pandas DataFrame)."""
+        """One row per setting: score (flexible reader), n, unparsed, dropped exemplars, and
+        strict_score / strict_unparsed where the setting has a strict reader (pandas DataFrame)."""
         import pandas as pd
 
         rows = []
@@ -93,7 +91,7 @@ class EvalResult:
             row = {"setting": s, "score": m["score"], "n": m["n"], "unparsed": m["unparsed"],
                    "exemplars_dropped": m.get("n_exemplars_dropped", 0),
                    "prompts_truncated": m.get("n_prompts_truncated", 0)}
-            for extra in ("f1", "bbh_nlp", "bbh_alg"):
+            for extra in ("strict_score", "strict_unparsed", "f1", "bbh_nlp", "bbh_alg"):
                 if extra in m:
                     row[extra] = m[extra]
             if "english" in m:
@@ -242,29 +240,11 @@ def _item_record(item: pr.EvalItem) -> dict[str, Any]:
     return {"options": list(item.options), "meta": dict(item.meta)}
 
 
-def _score_row(benchmark: str, setting: str, raw: str | list[str], item: Any) -> dict[str, Any]:
-    """extracted / correct (/ f1, votes) of one raw generation or of a list of SC samples."""
-    if isinstance(raw, list):
-        votes = [answers.extract(benchmark, setting, r, item) for r in raw]
-        pred = answers.majority_vote(votes)
-        return {**answers.score_extracted(benchmark, setting, pred, item), "votes": votes}
-    return answers.score(benchmark, setting, raw, item)
-
-
 def shared_prefixes(texts: Sequence[str], items: Sequence[pr.EvalItem]) -> list[str]:
     """Per fitted prompt, the part before its query ("" when fitting cut into the query): the
     header and exemplars every item of a subtask shares, for `generation.generate(prefixes=)`."""
     return [t[: len(t) - len(it.prompt.query)] if t.endswith(it.prompt.query) else ""
             for t, it in zip(texts, items, strict=True)]
-
-
-def _aggregate(benchmark: str, rows: Sequence[Mapping[str, Any]],
-               baselines: Mapping[str, float] | None) -> dict[str, Any]:
-    out = scores.aggregate(benchmark, rows, baselines)
-    out["n_exemplars_dropped"] = sum(int(r.get("n_exemplars_dropped", 0)) for r in rows)
-    out["n_items_with_dropped_exemplars"] = sum(1 for r in rows if r.get("n_exemplars_dropped"))
-    out["n_prompts_truncated"] = sum(1 for r in rows if r.get("prompt_truncated"))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,165 +310,153 @@ def _rank_rows(benchmark: str, items: Sequence[pr.EvalItem], texts: Sequence[str
 # The driver
 
 
-def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
-             progress: bool = True) -> EvalResult:
-    """Evaluate one benchmark in every requested setting; write predictions and metrics."""
+@dataclass
+class _Session:
+    """What every setting of one `evaluate` call shares."""
+
+    benchmark: str
+    cfg: EvalParams
+    loaded: Any
+    state: Any
+    data: Any
+    baselines: Mapping[str, float] | None
+    max_context: int
+    count: Any
+    cache: Any
+    progress: bool
+
+
+def _open_session(benchmark: str, cfg: EvalParams, spec: str, loaded: Any,
+                  progress: bool) -> _Session:
+    """Load the model (unless given) and the data; fix the context budget and the cache."""
     from accelerate import PartialState
 
     from flan_nb import models
 
-    settings = check(benchmark, cfg)
-    spec = model_spec(cfg, run)
     state = PartialState()
     if loaded is None:
         loaded = models.load(spec, dtype=cfg.dtype)
     data = bd.load(benchmark, source=cfg.data, data_root=cfg.data_root, split=cfg.split,
                    subtasks=list(cfg.subtasks) or None,
                    n_per_subtask=cfg.max_per_subtask or None, seed=cfg.seed)
-    baselines = scores.bbh_baselines(data) if benchmark == "bbh" else None
-    max_context = cfg.max_context or int(loaded.max_context)
-    count = generation.count_tokens(loaded)
-    cache = generation.GenerationCache() if cfg.use_cache else None
+    return _Session(
+        benchmark, cfg, loaded, state, data,
+        baselines=scores.bbh_baselines(data) if benchmark == "bbh" else None,
+        max_context=cfg.max_context or int(loaded.max_context),
+        count=generation.count_tokens(loaded),
+        cache=generation.GenerationCache() if cfg.use_cache else None, progress=progress)
 
-    metrics: dict[str, Any] = {"meta": {
+
+def _meta(ses: _Session, settings: Sequence[str], spec: str) -> dict[str, Any]:
+    """The "meta" block of the benchmark's metrics section."""
+    data, cfg = ses.data, ses.cfg
+    return {
         "data": data.meta.get("data", cfg.data),
         "split": data.meta.get("split") or cfg.split or "default",
         "subsampled": bool(data.meta.get("subsampled", False)),
         "n_per_subtask": cfg.max_per_subtask or None,
         "model": spec,
-        "model_fingerprint": loaded.fingerprint,
-        "max_context": max_context,
+        "model_fingerprint": ses.loaded.fingerprint,
+        "max_context": ses.max_context,
         "n_items": data.n_items,
         "n_subtasks": len(data.items),
         "settings": list(settings),
         "seed": cfg.seed,
         "chat": cfg.chat,
-        "world_size": state.num_processes,
+        "world_size": ses.state.num_processes,
         **({"source_files": data.meta["source_files"]} if "source_files" in data.meta else {}),
-    }}
-    predictions: list[dict[str, Any]] = []
-    generated = 0
-    hits0 = cache.hits if cache else 0
-    for setting in settings:
-        items = pr.build_items(benchmark, setting, data)
-        new_tokens = max_new_tokens(benchmark, setting, cfg)
-        budget = max_context - new_tokens
-        if budget < 16:
-            raise EvalError(f"{benchmark}/{setting}: max_context {max_context} leaves {budget} "
-                            f"prompt tokens after max_new_tokens {new_tokens}")
-        fitted = [_fit(it, budget, loaded, count) for it in items]
-        texts = [f[0] for f in fitted]
-        # the shared part's key/value cache is then computed once per batch (decoder-only models)
-        prefixes = shared_prefixes(texts, items)
-        sc = setting == "cot_sc"
-        before = cache.writes if cache else 0
-        outs = generation.generate_parallel(
-            loaded, texts, state=state, max_new_tokens=new_tokens, stop=stop_strings(setting),
-            do_sample=sc, temperature=cfg.sc_temperature if sc else 1.0,
-            num_samples=cfg.sc_samples if sc else 1, seed=cfg.seed, batch_size=cfg.batch_size,
-            cache=cache, chat=cfg.chat, prefixes=prefixes,
-            progress=progress and state.is_main_process,
-            desc=f"{benchmark} {setting}",
-        )
-        # generations actually run: the cache counts each sampled chain once per distinct prompt
-        generated += (cache.writes - before) if cache else len(texts) * (cfg.sc_samples if sc else 1)
-        rows = []
-        for item, (text, dropped, truncated), out in zip(items, fitted, outs, strict=True):
-            raw: str | list[str] = out if sc else out[0]
-            scored = _score_row(benchmark, setting, raw, item)
-            rows.append({
-                "benchmark": benchmark, "subtask": item.subtask, "setting": setting,
-                "item_id": item.item_id, "prompt_hash": prompt_hash(text), "raw": raw,
-                "extracted": scored["extracted"], "gold": item.gold,
-                "correct": bool(scored["correct"]), "n_exemplars_dropped": dropped,
-                "prompt_truncated": truncated,
-                **({"f1": scored["f1"]} if "f1" in scored else {}),
-                **({"votes": scored["votes"]} if "votes" in scored else {}),
-                **_item_record(item),
-            })
-        metrics[setting] = _aggregate(benchmark, rows, baselines)
-        metrics[setting]["max_new_tokens"] = new_tokens
-        predictions.extend(rows)
-        if cfg.rank_options and benchmark in RANKABLE and setting == "direct":
-            ranked = _rank_rows(benchmark, items, texts, loaded, state, progress)
-            if ranked:
-                metrics["direct_ranked"] = scores.aggregate(benchmark, ranked, baselines)
-                metrics["direct_ranked"]["note"] = ("diagnostic: option chosen by log-likelihood, "
-                                                    "not the paper's generation metric")
-
-    if state.is_main_process:
-        run.write_jsonl(f"predictions/{benchmark}.jsonl", predictions)
-        run.write_metrics(benchmark, metrics)
-        _update_normalized_average(run)
-    state.wait_for_everyone()
-    return EvalResult(benchmark, metrics, predictions, model=spec,
-                      cache_hits=(cache.hits - hits0) if cache else 0, generated=generated)
+    }
 
 
-def _update_normalized_average(run: Any) -> None:
-    """Write the paper's normalized average once all six components are in this run."""
-    result = scores.normalized_average(run.read_metrics())
-    if result.get("value") is not None and math.isfinite(result["value"]):
-        run.write_metrics("normalized_average", {"value": result["value"],
-                                                 "components": result["components"],
-                                                 "bbh_method": result["bbh_method"]})
+def _generate(ses: _Session, setting: str, texts: list[str], prefixes: list[str],
+              new_tokens: int) -> tuple[list[list[str]], int]:
+    """(continuations per prompt, generations actually run) of one setting."""
+    cfg, cache = ses.cfg, ses.cache
+    sc = setting == "cot_sc"
+    before = cache.writes if cache else 0
+    outs = generation.generate_parallel(
+        ses.loaded, texts, state=ses.state, max_new_tokens=new_tokens, stop=stop_strings(setting),
+        do_sample=sc, temperature=cfg.sc_temperature if sc else 1.0,
+        num_samples=cfg.sc_samples if sc else 1, seed=cfg.seed, batch_size=cfg.batch_size,
+        cache=cache, chat=cfg.chat, prefixes=prefixes,
+        progress=ses.progress and ses.state.is_main_process,
+        desc=f"{ses.benchmark} {setting}",
+    )
+    # generations actually run: the cache counts each sampled chain once per distinct prompt
+    generated = (cache.writes - before) if cache else len(texts) * (cfg.sc_samples if sc else 1)
+    return outs, generated
 
 
-# ---------------------------------------------------------------------------------------------
-# Re-scoring stored generations
+_SCORED_KEYS = ("f1", "votes", "strict_extracted", "strict_correct", "strict_votes")
 
 
-def read_predictions(run_dir: str | Path, benchmark: str) -> list[dict[str, Any]]:
-    from flan_nb import config
-
-    path = config.resolve_path(str(run_dir)) / "predictions" / f"{benchmark}.jsonl"
-    if not path.is_file():
-        raise EvalError(f"{path}: no stored predictions for {benchmark} (run its eval notebook)")
+def _prediction_rows(benchmark: str, setting: str, items: Sequence[pr.EvalItem],
+                     fitted: Sequence[tuple[str, int, bool]],
+                     outs: Sequence[list[str]]) -> list[dict[str, Any]]:
+    """One predictions/<benchmark>.jsonl row per item: raw generation(s), both readings, gold."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise EvalError(f"{path}:{n}: not JSON ({exc})") from None
+    for item, (text, dropped, truncated), out in zip(items, fitted, outs, strict=True):
+        raw: str | list[str] = out if setting == "cot_sc" else out[0]
+        scored = _score_row(benchmark, setting, raw, item)
+        rows.append({
+            "benchmark": benchmark, "subtask": item.subtask, "setting": setting,
+            "item_id": item.item_id, "prompt_hash": prompt_hash(text), "raw": raw,
+            "extracted": scored["extracted"], "gold": item.gold,
+            "correct": bool(scored["correct"]), "n_exemplars_dropped": dropped,
+            "prompt_truncated": truncated,
+            **{k: bool(scored[k]) if k == "strict_correct" else scored[k]
+               for k in _SCORED_KEYS if k in scored},
+            **_item_record(item),
+        })
     return rows
 
 
-def rescore(run_dir: str | Path, benchmark: str) -> dict[str, Any]:
-    """Re-extract and re-score `predictions/<benchmark>.jsonl` of a run from the raw generations,
-    rewrite the predictions and the benchmark's metrics (meta kept); return the new section."""
-    from flan_nb import runs
+def _run_setting(ses: _Session, setting: str, metrics: dict[str, Any]) -> tuple[list[dict], int]:
+    """Build, fit, generate and score one setting; put its metrics (and the option-ranking
+    diagnostic) into `metrics`; return (prediction rows, generations run)."""
+    benchmark, cfg = ses.benchmark, ses.cfg
+    items = pr.build_items(benchmark, setting, ses.data)
+    new_tokens = max_new_tokens(benchmark, setting, cfg)
+    budget = ses.max_context - new_tokens
+    if budget < 16:
+        raise EvalError(f"{benchmark}/{setting}: max_context {ses.max_context} leaves {budget} "
+                        f"prompt tokens after max_new_tokens {new_tokens}")
+    fitted = [_fit(it, budget, ses.loaded, ses.count) for it in items]
+    texts = [f[0] for f in fitted]
+    # the shared part's key/value cache is then computed once per batch (decoder-only models)
+    outs, generated = _generate(ses, setting, texts, shared_prefixes(texts, items), new_tokens)
+    rows = _prediction_rows(benchmark, setting, items, fitted, outs)
+    metrics[setting] = _aggregate(benchmark, rows, ses.baselines)
+    metrics[setting]["max_new_tokens"] = new_tokens
+    if cfg.rank_options and benchmark in RANKABLE and setting == "direct":
+        ranked = _rank_rows(benchmark, items, texts, ses.loaded, ses.state, ses.progress)
+        if ranked:
+            metrics["direct_ranked"] = scores.aggregate(benchmark, ranked, ses.baselines)
+            metrics["direct_ranked"]["note"] = ("diagnostic: option chosen by log-likelihood, "
+                                                "not the paper's generation metric")
+    return rows, generated
 
-    run = runs.open_run(str(run_dir), notebook="rescore")
-    rows = read_predictions(run.path, benchmark)
-    by_setting: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        item = {"subtask": row["subtask"], "gold": row["gold"], "options": row.get("options", []),
-                "meta": row.get("meta", {})}
-        scored = _score_row(benchmark, row["setting"], row["raw"], item)
-        row["extracted"], row["correct"] = scored["extracted"], bool(scored["correct"])
-        for key in ("f1", "votes"):
-            if key in scored:
-                row[key] = scored[key]
-        by_setting.setdefault(row["setting"], []).append(row)
-    old = run.read_metrics().get(benchmark, {})
-    baselines = None
-    if benchmark == "bbh":
-        baselines = {sub: m["random"] for s in by_setting
-                     for sub, m in (old.get(s, {}).get("per_subtask") or {}).items()
-                     if "random" in m} or None
-    section: dict[str, Any] = {"meta": {**old.get("meta", {}), "rescored": True}}
-    for setting, srows in by_setting.items():
-        section[setting] = _aggregate(benchmark, srows, baselines)
-        if "max_new_tokens" in old.get(setting, {}):
-            section[setting]["max_new_tokens"] = old[setting]["max_new_tokens"]
-    if "direct_ranked" in old:
-        section["direct_ranked"] = old["direct_ranked"]
-    run.write_jsonl(f"predictions/{benchmark}.jsonl", rows)
-    metrics_all = run.read_metrics()
-    metrics_all[benchmark] = section
-    runs.write_json(run.path / "metrics.json", metrics_all)
-    _update_normalized_average(run)
-    return section
+
+def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
+             progress: bool = True) -> EvalResult:
+    """Evaluate one benchmark in every requested setting; write predictions/<benchmark>.jsonl and
+    the benchmark's metrics.json section (flexible "score" and, where the setting's exemplars
+    teach an answer format, "strict_score"). Raises EvalError for a bad request."""
+    settings = check(benchmark, cfg)
+    spec = model_spec(cfg, run)
+    ses = _open_session(benchmark, cfg, spec, loaded, progress)
+    metrics: dict[str, Any] = {"meta": _meta(ses, settings, spec)}
+    predictions: list[dict[str, Any]] = []
+    generated = 0
+    hits0 = ses.cache.hits if ses.cache else 0
+    for setting in settings:
+        rows, n = _run_setting(ses, setting, metrics)
+        predictions.extend(rows)
+        generated += n
+    if ses.state.is_main_process:
+        run.write_jsonl(f"predictions/{benchmark}.jsonl", predictions)
+        run.write_metrics(benchmark, metrics)
+        _update_normalized_average(run)
+    ses.state.wait_for_everyone()
+    return EvalResult(benchmark, metrics, predictions, model=spec,
+                      cache_hits=(ses.cache.hits - hits0) if ses.cache else 0, generated=generated)

@@ -178,3 +178,22 @@ def normalized_average_from_scores(scores: Mapping[str, float], *,
     if missing:
         raise ValueError(f"normalized average needs all six components; missing {missing}")
     return mean(normalize(float(scores[c]), r[c]) for c in COMPONENTS)
+
+
+def add_strict(out: dict[str, Any], strict: Mapping[str, Any]) -> dict[str, Any]:
+    """Fold the aggregate of the strict reader into `out` (the flexible aggregate, in place):
+    "strict_score" / "strict_unparsed" beside "score" / "unparsed" at every level that has them
+    (setting, per_subtask entries, languages reported apart, BBH nlp/alg as "strict_bbh_nlp")."""
+    out["strict_score"], out["strict_unparsed"] = strict["score"], strict["unparsed"]
+    for sub, entry in strict.get("per_subtask", {}).items():
+        if sub in out.get("per_subtask", {}):
+            out["per_subtask"][sub]["strict_score"] = entry["score"]
+            out["per_subtask"][sub]["strict_unparsed"] = entry["unparsed"]
+    for key, entry in strict.items():
+        if isinstance(entry, Mapping) and key != "per_subtask" and isinstance(out.get(key), dict):
+            out[key]["strict_score"] = entry.get("score")
+            out[key]["strict_unparsed"] = entry.get("unparsed")
+    for group in ("bbh_nlp", "bbh_alg"):
+        if group in strict:
+            out[f"strict_{group}"] = strict[group]
+    return out

@@ -11,6 +11,7 @@ __getattr__, __dir__, __all__ = entry_points(__name__, {
     "all_tables": "tables",
     "collect_runs": "tables",
     "paper_norm_avg_check": "tables",
+    "strict_flexible": "readers",
     "ScalingParams": "figures",
     "compare_runs": "compare",
     "load_sweep": "sweeps",

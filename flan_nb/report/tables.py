@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from flan_nb.report.readers import strict_flexible
 from flan_nb.report.records import (
     ReportError,
     RunRecord,
@@ -457,6 +458,9 @@ def all_tables(records: Sequence[RunRecord], *, paper: str = "t5") -> dict[str, 
     groups = bbh_groups(records)
     if not groups.dropna(how="all").empty and len(groups.columns):
         tables["bbh_nlp_alg"] = groups
+    reading = strict_flexible(records)
+    if not reading.empty:
+        tables["strict_flexible"] = reading
     for bench in ("tydiqa", "mgsm"):
         langs = language_table(records, bench)
         run_cols = [c for c in langs.columns if "(paper" not in c]
