@@ -277,7 +277,7 @@ def _patch_hub(monkeypatch: pytest.MonkeyPatch, rows: list[dict], calls: list | 
             calls.append((hub_id, config, split))
         return rows
 
-    monkeypatch.setattr(data, "_hub", fake_hub)
+    monkeypatch.setattr(muffin_hub, "load_hub", fake_hub)
 
 
 def test_every_entry_well_formed_and_has_a_case() -> None:
