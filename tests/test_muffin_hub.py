@@ -3,10 +3,13 @@ schema (hand-written here, fed through load_muffin_hub with `load_hub` patched: 
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from flan_nb.data import loaders as data
-from flan_nb.data import muffin_hub, registry
+from flan_nb.data import muffin_hub, registry, templates
+from flan_nb.data.template_audit import input_has_instruction
 
 NLI3 = ["yes", "it is not possible to tell", "no"]
 YN = ["no", "yes"]
@@ -306,7 +309,9 @@ def test_entry_converts_real_schema_records(name: str, monkeypatch: pytest.Monke
     calls: list = []
     _patch_hub(monkeypatch, records, calls)
     stats: dict = {}
-    ds = muffin_hub.load_muffin_hub(entry["hub"], task=name, config=entry.get("config"), stats=stats)
+    tset = templates.load_template_set(registry.load_registry().get(name).template_set)
+    ds = muffin_hub.load_muffin_hub(entry["hub"], task=name, config=entry.get("config"), stats=stats,
+                                    template_set=tset.name)
     assert calls == [(entry["hub"], entry.get("config"), entry.get("splits", {}).get("train", "train"))]
     want = [e for e in expected if e is not SKIP]
     assert len(ds) == len(want)
@@ -319,6 +324,13 @@ def test_entry_converts_real_schema_records(name: str, monkeypatch: pytest.Monke
         assert name in row["provenance"]
         if options:
             assert row["targets"] in options
+        # the named template fields are columns, and the task's own templates render the row
+        # with an instruction beyond the record's text
+        assert all(isinstance(row[f], str) for f in tset.fields)
+        for fmt in ("zs_opt", "zs_noopt"):
+            r = templates.render(row, tset, fmt=fmt, rng=random.Random(0))
+            values = [row[f] for f in (*tset.fields, "inputs")]
+            assert input_has_instruction(r.inputs, values, row["options"]), r.inputs
 
 
 def test_missing_field_is_a_bad_row_naming_row_and_field(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,6 +44,9 @@ class Renderer:
         self.ratios = ratios
         self._sets: dict[str, templates.TemplateSet] = {}
         self.fallbacks: dict[str, str] = {}
+        # T0-SF renders whose promptsource text already lists every choice: drawn *_opt, rendered
+        # *_noopt so the choices are not shown twice (task id -> count, this process only)
+        self.options_already_listed: dict[str, int] = {}
         self.available = set(templates.available_template_sets())
 
     def template_set(self, task: Task) -> templates.TemplateSet:
@@ -75,6 +78,11 @@ class Renderer:
         example = pool[index]
         tset = self.template_set(task)
         fmt, cot = self.choose(task, example, rng, tset)
+        if (fmt.endswith("_opt") and task.collection == "t0sf"
+                and templates.options_listed_in(str(example.get("inputs") or ""),
+                                                example.get("options") or ())):
+            fmt = fmt.removesuffix("_opt") + "_noopt"
+            self.options_already_listed[task.id] = self.options_already_listed.get(task.id, 0) + 1
         exemplars: list[Mapping[str, Any]] = []
         if fmt.startswith("fs") and self.ratios.max_exemplars > 0 and len(pool) > 1:
             k = rng.randint(1, self.ratios.max_exemplars)

@@ -278,6 +278,21 @@ def load_synthetic(family: str, n: int, *, seed: int = 0, split: str = "train") 
 # ---------------------------------------------------------------------------------------------
 # Dispatch by registry task
 
+SLICE_FIELDS = frozenset({"inputs", "targets", "rationale"})  # string columns load_slice gives
+
+
+def _check_slice_fields(task: Any) -> None:
+    """A slice row has only inputs/targets/options: its template set may not need more."""
+    from flan_nb.data.templates import load_template_set
+
+    tset = load_template_set(task.template_set)
+    extra = sorted(set(tset.fields) - SLICE_FIELDS)
+    if extra:
+        raise DataFormatError(f"registry task {task.id}: its local slice {task.source.get('local')} "
+                              f"has no field(s) {extra} that template set {tset.name!r} "
+                              f"({tset.path}) declares; slice-backed sets may use only "
+                              f"{sorted(SLICE_FIELDS)}")
+
 
 def load_task(task: Any, data_root: str | Path | None, *, max_examples: int | None = None,
               on_bad_rows: str = "raise", stats: dict[str, Any] | None = None, seed: int = 0,
@@ -300,6 +315,7 @@ def load_task(task: Any, data_root: str | Path | None, *, max_examples: int | No
         if fmt == "niv2_json":
             return load_niv2(local, task=task.id, **kw)
         if fmt == "slice":
+            _check_slice_fields(task)
             return load_slice(local, task=task.id, **kw)
         raise DataFormatError(f"registry task {task.id}: unknown local_format {fmt!r}")
     hub = src.get("hub")
@@ -308,6 +324,7 @@ def load_task(task: Any, data_root: str | Path | None, *, max_examples: int | No
         return load_t0(hub, templates[src["template_name"]], task=task.id, hub_config=src.get("hub_config"),
                        seed=seed, **kw)
     if task.collection == "muffin" and hub:
-        return load_muffin_hub(hub, task=task.id, config=src.get("hub_config"), **kw)
+        return load_muffin_hub(hub, task=task.id, config=src.get("hub_config"),
+                               template_set=task.template_set, **kw)
     where = f"{local} (absent)" if local else "no local file"
     raise FileNotFoundError(f"task {task.id} ({task.collection}): {where} and no usable hub source")

@@ -255,6 +255,7 @@ def _render_chunk(chunk: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     samples: dict[str, dict[str, Any]] = {}
     every = w["hist_every"]
     render = renderer.render
+    listed_before = dict(renderer.options_already_listed)
     for pos, label in enumerate(labels[lo:hi].tolist(), start=lo):
         name = names[label]
         td = by_id[name]
@@ -283,8 +284,10 @@ def _render_chunk(chunk: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     coll_formats: dict[str, Counter[str]] = defaultdict(Counter)
     for (c, k), v in Counter(zip(coll_col, keys, strict=True)).items():
         coll_formats[c][k] = v
+    listed = {t: n - listed_before.get(t, 0) for t, n in renderer.options_already_listed.items()
+              if n > listed_before.get(t, 0)}
     stats = {"formats": fmt_counts, "by_collection": coll_formats, "in": in_lens, "out": out_lens,
-             "samples": samples}
+             "samples": samples, "options_already_listed": listed}
     return cols, stats
 
 
@@ -336,6 +339,7 @@ def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapp
     in_lens: list[int] = []
     out_lens: list[int] = []
     samples: dict[str, dict[str, Any]] = {}
+    listed: Counter[str] = Counter()
 
     def merged(results: Iterable[tuple[dict[str, list[Any]], dict[str, Any]]]) -> Iterator[dict[str, list[Any]]]:
         for cols, stats in results:
@@ -346,6 +350,7 @@ def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapp
             out_lens.extend(stats["out"])
             for k, v in stats["samples"].items():
                 samples.setdefault(k, v)
+            listed.update(stats["options_already_listed"])
             yield cols
 
     try:
@@ -389,6 +394,8 @@ def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapp
         "token_unit": TOKEN_UNIT, "input_length": _length_stats(in_lens), "target_length": _length_stats(out_lens),
         "length_samples": {"inputs": in_lens[:5000], "targets": out_lens[:5000]},
         "template_fallbacks": dict(sorted(renderer.fallbacks.items())),
+        # T0-SF examples drawn *_opt but rendered *_noopt: the promptsource text lists the choices
+        "options_already_listed": dict(sorted(listed.items())),
         "samples": dict(sorted(samples.items())),
         **(extra or {}),
     }

@@ -22,7 +22,10 @@ from flan_nb.data.rows import BadRows, DataFormatError, load_hub, raw_example, t
 
 MUFFIN_HUB_FILE = Path(__file__).resolve().parents[1] / "resources" / "muffin_hub.yaml"
 _ENTRY_KEYS = {"hub", "config", "splits", "fields", "inputs", "targets", "options", "answer_index",
-               "filter", "verified"}
+               "filter", "verified", "template_fields", "constants"}
+# columns every raw example has; a template field may not reuse one of these names
+_RAW_NAMES = {"task", "inputs", "targets", "rationale", "options", "example_id", "source", "provenance"}
+_NAME = re.compile(r"^[A-Za-z_]\w*$")
 _TARGET_KEYS = {"field", "pattern", "from_options", "label_names", "label_map", "pick", "empty", "round",
                 "at_answer_index"}
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}|]*)(?:\|([^{}]*))?\}")
@@ -98,6 +101,9 @@ def _pattern_paths(pattern: str) -> list[tuple[str, str | None]]:
 def _entry_paths(entry: Mapping[str, Any]) -> list[str]:
     """Every record path an entry reads (for the fields check)."""
     paths = [p for p, _ in _pattern_paths(entry.get("inputs", ""))]
+    named = entry.get("template_fields")
+    if isinstance(named, Mapping):
+        paths += [p for text in named.values() if isinstance(text, str) for p, _ in _pattern_paths(text)]
     tgt = entry.get("targets") or {}
     if isinstance(tgt, Mapping):
         paths += [tgt["field"]] if "field" in tgt else []
@@ -127,7 +133,9 @@ def check_muffin_hub_entry(name: str, entry: Any) -> list[str]:
         return [f"{where}: fields must be a list of field names"]
     if not isinstance(entry.get("splits", {}), Mapping):
         errs.append(f"{where}: splits must map split names to hub split names")
-    patterns = [entry["inputs"]]
+    errs += _check_named(where, entry)
+    named = entry.get("template_fields")
+    patterns = [entry["inputs"], *(named.values() if isinstance(named, Mapping) else ())]
     if isinstance(entry["targets"], Mapping) and "pattern" in entry["targets"]:
         patterns.append(entry["targets"]["pattern"])
     for text in patterns:
@@ -173,6 +181,47 @@ def check_muffin_hub_entry(name: str, entry: Any) -> list[str]:
         elif _STEP.match(path).group(1) not in fields:  # type: ignore[union-attr]
             errs.append(f"{where}: path {path!r} reads a field not declared in fields {fields}")
     return errs
+
+
+def _check_named(where: str, entry: Mapping[str, Any]) -> list[str]:
+    """Problems with an entry's template_fields (name -> pattern) and constants (name -> text)."""
+    errs = []
+    names: list[str] = []
+    for key in ("template_fields", "constants"):
+        value = entry.get(key, {})
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+            errs.append(f"{where}: {key} must map field names to strings")
+            continue
+        names += list(value)
+    for name in names:
+        if not isinstance(name, str) or not _NAME.match(name) or name in _RAW_NAMES:
+            errs.append(f"{where}: bad template field name {name!r} (an identifier other than "
+                        f"{sorted(_RAW_NAMES)})")
+    errs += [f"{where}: {n!r} is both a template field and a constant"
+             for n in sorted({n for n in names if names.count(n) > 1})]
+    return errs
+
+
+def produced_fields(entry: Mapping[str, Any]) -> set[str]:
+    """The string columns a raw example from this entry carries for templates: inputs, targets,
+    the entry's template_fields and constants (options is a list, rendered as {options_block})."""
+    return {"inputs", "targets", *(entry.get("template_fields") or {}), *(entry.get("constants") or {})}
+
+
+def check_template_fields(task: str, entry: Mapping[str, Any], template_set: Any) -> list[str]:
+    """Problems: fields `template_set` (a templates.TemplateSet) declares that the entry does not
+    produce (each message names the hub file, the task, the field and the set's file)."""
+    missing = sorted(set(template_set.fields) - produced_fields(entry))
+    return [f"{MUFFIN_HUB_FILE}: entry {task!r} does not produce field {f!r} that its template "
+            f"set {template_set.name!r} ({template_set.path}) declares; add it to the entry's "
+            f"template_fields or constants" for f in missing]
+
+
+def muffin_template_values(entry: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, str]:
+    """The named template fields of one hub record (template_fields filled, then constants)."""
+    values = {name: fill_pattern(text, record) for name, text in (entry.get("template_fields") or {}).items()}
+    values.update({name: str(text) for name, text in (entry.get("constants") or {}).items()})
+    return values
 
 
 def load_muffin_hub_spec(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -314,11 +363,24 @@ def convert_muffin_record(entry: Mapping[str, Any], record: Mapping[str, Any]
 
 def load_muffin_hub(hub_id: str, *, task: str, config: str | None = None, split: str = "train",
                     on_bad_rows: str = "raise", stats: dict[str, Any] | None = None,
-                    max_examples: int | None = None) -> datasets.Dataset:
+                    max_examples: int | None = None, template_set: str | None = None
+                    ) -> datasets.Dataset:
     """A Muffin dataset straight from the hub (connected machines), converted to raw examples by
     its muffin_hub.yaml entry. `split` is a logical name (train/validation/test) the entry maps to
-    the hub's own split name (e.g. anli's train_r1), or a hub split name used as is."""
+    the hub's own split name (e.g. anli's train_r1), or a hub split name used as is.
+
+    Rows carry the entry's template_fields and constants as extra string columns. With
+    `template_set` (the registry's set name) every field the set declares must be produced by
+    the entry, checked before any download (DataFormatError naming file, task and field).
+    """
     name, entry = muffin_hub_entry(hub_id, task=task, config=config)
+    if template_set is not None:
+        from flan_nb.data.templates import load_template_set
+
+        errs = check_template_fields(name, entry, load_template_set(template_set))
+        if errs:
+            raise DataFormatError("\n".join(errs))
+    named = sorted(produced_fields(entry) - {"inputs", "targets"})
     config = config if config is not None else entry.get("config")
     hub_split = (entry.get("splits") or {}).get(split, split)
     where = f"{hub_id}/{config}/{hub_split}" if config else f"{hub_id}/{hub_split}"
@@ -332,11 +394,12 @@ def load_muffin_hub(hub_id: str, *, task: str, config: str | None = None, split:
             return None
         inputs, targets, options = converted
         return raw_example(task, inputs, targets, options=options, example_id=f"{task}:{index}",
-                    source="muffin", provenance=f"{where}:{index}|muffin_hub.yaml#{name}")
+                    source="muffin", provenance=f"{where}:{index}|muffin_hub.yaml#{name}",
+                    **muffin_template_values(entry, rec))
 
     bad = BadRows(f"hub {where} (task {task})", on_bad_rows, stats)
     rows = bad.collect(enumerate(load_hub(hub_id, config, hub_split)), row, max_examples,
                        describe=lambda e: f"{type(e).__name__}: {e}")
     if stats is not None and filtered:
         stats["filtered_rows"] = stats.get("filtered_rows", 0) + filtered
-    return to_dataset(rows)
+    return to_dataset(rows, {n: datasets.Value("string") for n in named})

@@ -283,13 +283,32 @@ MUFFIN_SOURCES: dict[str, tuple[str | None, str | None, str | None]] = {
     "dr_repair_no_errors": (None, None, None), "dr_repair_plain_code": (None, None, None),
 }
 
-# Dataset-specific template sets (flan_nb/resources/templates/<name>.yaml); other tasks use their
-# collection's generic set (muffin, t0sf, niv2, dialog).
+# Dataset-specific template sets (flan_nb/resources/templates/<name>.yaml). Every Muffin task has
+# its own instruction set under templates/muffin/: `muffin/<task id>`, or the shared family set
+# named here (the family files name each task's specifics through per-task constants).
 TEMPLATE_SETS = {
-    "arc_easy": "arc", "arc_challenge": "arc", "bool_q": "boolq", "copa": "copa",
-    "openbookqa": "openbook_qa", "piqa": "piqa", "winogrande": "winogrande", "wsc": "winograd",
-    "lambada": "lambada", "trivia_qa": "triviaqa", "cos_e": "commonsense_qa", "social_i_qa": "siqa",
+    "cos_e": "commonsense_qa", "social_i_qa": "siqa",
+    **{t: "muffin/translation" for t in (
+        "wmt14_enfr", "wmt16_translate_csen", "wmt16_translate_deen", "wmt16_translate_fien",
+        "wmt16_translate_roen", "wmt16_translate_ruen", "wmt16_translate_tren", "para_crawl_enes")},
+    **{t: "muffin/nli_three_way" for t in (
+        "anli_r1", "anli_r2", "anli_r3", "mnli_matched", "mnli_mismatched", "snli", "cb")},
+    "rte": "muffin/nli_two_way", "wnli": "muffin/nli_two_way",
+    **{t: "muffin/sentiment_binary" for t in (
+        "imdb_reviews", "yelp_polarity_reviews", "sst2", "sentiment140")},
+    **{t: "muffin/paraphrase" for t in ("glue_mrpc", "glue_qqp", "paws_wiki")},
+    "arc_easy": "muffin/arc", "arc_challenge": "muffin/arc",
+    "trivia_qa": "muffin/trivia_qa", "trivia_qa_wiki_missing": "muffin/trivia_qa",
+    **{t: "muffin/dr_repair" for t in (
+        "dr_repair_error_comments", "dr_repair_line_numbers", "dr_repair_no_errors",
+        "dr_repair_plain_code")},
 }
+
+
+def muffin_template_set(task_id: str) -> str:
+    """The instruction template set of a Muffin task (shared family set, else its own)."""
+    return TEMPLATE_SETS.get(task_id, f"muffin/{task_id}")
+
 
 # T0-SF tasks whose dataset has a llm-foundry slice (converted format, not the promptsource one).
 # Only the first (sorted) T0-SF task of each such dataset points at the slice.
@@ -401,7 +420,7 @@ def _muffin_tasks(info: list[dict[str, str]]) -> list[dict[str, Any]]:
             "id": name, "collection": "muffin", "dataset": name, "category": cat,
             "language": _language(row["Languages"]), "source": source, "size": None,
             "license": "per dataset", "held_out": False,
-            "template_set": "dialog" if src == "Dialog" else TEMPLATE_SETS.get(name, "muffin"),
+            "template_set": muffin_template_set(name),
             "extra": {"flan_source": src},
         })
     return out

@@ -31,6 +31,7 @@ zs with `n_exemplars == 0`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import re
@@ -230,16 +231,27 @@ def load_template_file(path: str | Path) -> TemplateSet:
 
 @functools.cache
 def load_template_set(name: str) -> TemplateSet:
-    """The validated template set `resources/templates/<name>.yaml` (cached)."""
+    """The validated template set `resources/templates/<name>.yaml` (cached).
+
+    `name` may name a set in a subfolder, e.g. "muffin/cola" (the per-task Muffin sets); the
+    file's own `name` key is its stem ("cola"), the returned set's name is the qualified one.
+    """
     path = TEMPLATE_DIR / f"{name}.yaml"
-    if not path.is_file():
+    if not _SET_NAME.match(name) or not path.is_file():
         raise TemplateError(f"no template set {name!r} (looked for {path}); available: "
                             f"{', '.join(available_template_sets())}")
-    return load_template_file(path)
+    tset = load_template_file(path)
+    return dataclasses.replace(tset, name=name) if tset.name != name else tset
+
+
+_SET_NAME = re.compile(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?$")
 
 
 def available_template_sets() -> list[str]:
-    return sorted(p.stem for p in TEMPLATE_DIR.glob("*.yaml"))
+    """Every set name: top-level stems, then "<folder>/<stem>" for one level of subfolders."""
+    top = [p.stem for p in TEMPLATE_DIR.glob("*.yaml")]
+    sub = [f"{p.parent.name}/{p.stem}" for p in TEMPLATE_DIR.glob("*/*.yaml")]
+    return sorted(top) + sorted(sub)
 
 
 # ---------------------------------------------------------------- rendering
@@ -247,6 +259,14 @@ def available_template_sets() -> list[str]:
 
 def whitespace_tokens(text: str) -> int:
     return len(text.split())
+
+
+def options_listed_in(text: str, options: Sequence[str]) -> bool:
+    """True if every (non-empty) option already appears in `text`, case-insensitively: the text
+    lists its own choices (promptsource T0-SF renders do) and an options block would repeat them."""
+    opts = [str(o).strip().lower() for o in options if str(o).strip()]
+    lowered = text.lower()
+    return bool(opts) and all(o in lowered for o in opts)
 
 
 def options_block(header: str, options: Sequence[str]) -> str:
