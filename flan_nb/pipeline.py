@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flan_nb import config, runs
+from flan_nb.eval import protocols
 
 # Which frozen dataclass validates each notebook's parameters. The source notebook's parameters
 # cell must declare exactly these fields (tests/test_notebooks.py checks it).
@@ -108,6 +109,8 @@ def resolve(params: Mapping[str, Any], params_file: str = "",
         values = config.check_values(cls, {k: v for k, v in merged.items() if k not in INJECTED},
                                      params_file=params_file, notebook=notebook,
                                      require_all=False)
+        if "protocol" in values:  # eval notebooks: protocol values for the keys left None
+            values = protocols.fill(values, f"params file {params_file}, notebook {notebook}")
         resolved["notebooks"][notebook] = config.as_dict(cls(**{
             **values, **{k: "" for k in INJECTED}}))
         for key in INJECTED:
@@ -179,6 +182,7 @@ def run(params_file: str | os.PathLike[str], *, results_root: str | os.PathLike[
         "params_sha256": runs.params_hash(resolved), "only": list(only) if only else None,
         "git": runs.git_state(), "versions": runs.package_versions(),
         "data": _data_fingerprints(resolved), "seeds": _seeds(resolved),
+        "protocols": protocols.manifest_entry(resolved),
         "hardware": runs.hardware(), "started": runs.utc_now(), "ended": None,
         "status": "running", "notebooks": {n: {"status": "pending"} for n in order},
     }

@@ -16,6 +16,7 @@ Settings: direct, cot (few-shot), zs, zs_cot (zero-shot), cot_sc (few-shot CoT p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flan_nb.eval import answers, generation, scores
+from flan_nb.eval import answers, generation, protocols, scores
 from flan_nb.eval import benchmarks as bd
 from flan_nb.eval import prompts as pr
 
@@ -49,14 +50,15 @@ class EvalParams:
     dtype: str                 # float32 | bfloat16 (T5 cannot run in float16)
     data: str                  # synthetic | offline | hub
     data_root: str             # offline mirror ("" = $FLAN_NB_DATA)
-    split: str                 # "" = the benchmark default (MMLU: validation on hub, test offline)
+    protocol: str              # resources/protocols.yaml: paper | quick; fills the None keys below
+    split: str | None          # "" = the benchmark default (MMLU: validation on hub, test offline)
     settings: list[str]        # [] = the paper's settings for the benchmark
     subtasks: list[str]        # [] = all subtasks / languages
-    max_per_subtask: int       # 0 = full sets
+    max_per_subtask: int | None  # 0 = full sets
     batch_size: int
-    max_new_tokens_direct: int  # 0 = benchmarks.yaml default
-    max_new_tokens_cot: int     # 0 = benchmarks.yaml default
-    max_context: int           # 0 = the model's context length
+    max_new_tokens_direct: int | None  # 0 = benchmarks.yaml default
+    max_new_tokens_cot: int | None     # 0 = benchmarks.yaml default
+    max_context: int | None    # 0 = the model's real context (T5 family: 2,048)
     sc_samples: int            # self-consistency samples (setting cot_sc)
     sc_temperature: float
     chat: bool                 # wrap prompts in the tokenizer's chat template
@@ -164,7 +166,9 @@ def _short(value: Any, width: int = 160) -> Any:
 
 
 def check(benchmark: str, cfg: EvalParams) -> tuple[str, ...]:
-    """Validate the combination of benchmark and params; return the settings to run."""
+    """Validate the combination of benchmark and params (protocol filled in, see
+    eval/protocols.py); return the settings to run."""
+    cfg = protocols.apply(cfg)
     if benchmark not in BENCHMARKS:
         raise EvalError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
     where = f" (params file {cfg.params_file})" if cfg.params_file else ""
@@ -332,11 +336,13 @@ def _rank_rows(benchmark: str, items: Sequence[pr.EvalItem], texts: Sequence[str
 
 def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
              progress: bool = True) -> EvalResult:
-    """Evaluate one benchmark in every requested setting; write predictions and metrics."""
+    """Evaluate one benchmark in every requested setting under `cfg.protocol` (explicit keys
+    override it, recorded in the meta); write predictions and metrics."""
     from accelerate import PartialState
 
     from flan_nb import models
 
+    cfg = protocols.apply(cfg)
     settings = check(benchmark, cfg)
     spec = model_spec(cfg, run)
     state = PartialState()
@@ -346,68 +352,17 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
                    subtasks=list(cfg.subtasks) or None,
                    n_per_subtask=cfg.max_per_subtask or None, seed=cfg.seed)
     baselines = scores.bbh_baselines(data) if benchmark == "bbh" else None
-    max_context = cfg.max_context or int(loaded.max_context)
-    count = generation.count_tokens(loaded)
     cache = generation.GenerationCache() if cfg.use_cache else None
-
-    metrics: dict[str, Any] = {"meta": {
-        "data": data.meta.get("data", cfg.data),
-        "split": data.meta.get("split") or cfg.split or "default",
-        "subsampled": bool(data.meta.get("subsampled", False)),
-        "n_per_subtask": cfg.max_per_subtask or None,
-        "model": spec,
-        "model_fingerprint": loaded.fingerprint,
-        "max_context": max_context,
-        "n_items": data.n_items,
-        "n_subtasks": len(data.items),
-        "settings": list(settings),
-        "seed": cfg.seed,
-        "chat": cfg.chat,
-        "world_size": state.num_processes,
-        **({"source_files": data.meta["source_files"]} if "source_files" in data.meta else {}),
-    }}
+    metrics: dict[str, Any] = {"meta": _meta(benchmark, cfg, spec, loaded, data, settings, state)}
     predictions: list[dict[str, Any]] = []
     generated = 0
     hits0 = cache.hits if cache else 0
     for setting in settings:
-        items = pr.build_items(benchmark, setting, data)
-        new_tokens = max_new_tokens(benchmark, setting, cfg)
-        budget = max_context - new_tokens
-        if budget < 16:
-            raise EvalError(f"{benchmark}/{setting}: max_context {max_context} leaves {budget} "
-                            f"prompt tokens after max_new_tokens {new_tokens}")
-        fitted = [_fit(it, budget, loaded, count) for it in items]
-        texts = [f[0] for f in fitted]
-        # the shared part's key/value cache is then computed once per batch (decoder-only models)
-        prefixes = shared_prefixes(texts, items)
-        sc = setting == "cot_sc"
-        before = cache.writes if cache else 0
-        outs = generation.generate_parallel(
-            loaded, texts, state=state, max_new_tokens=new_tokens, stop=stop_strings(setting),
-            do_sample=sc, temperature=cfg.sc_temperature if sc else 1.0,
-            num_samples=cfg.sc_samples if sc else 1, seed=cfg.seed, batch_size=cfg.batch_size,
-            cache=cache, chat=cfg.chat, prefixes=prefixes,
-            progress=progress and state.is_main_process,
-            desc=f"{benchmark} {setting}",
-        )
-        # generations actually run: the cache counts each sampled chain once per distinct prompt
-        generated += (cache.writes - before) if cache else len(texts) * (cfg.sc_samples if sc else 1)
-        rows = []
-        for item, (text, dropped, truncated), out in zip(items, fitted, outs, strict=True):
-            raw: str | list[str] = out if sc else out[0]
-            scored = _score_row(benchmark, setting, raw, item)
-            rows.append({
-                "benchmark": benchmark, "subtask": item.subtask, "setting": setting,
-                "item_id": item.item_id, "prompt_hash": prompt_hash(text), "raw": raw,
-                "extracted": scored["extracted"], "gold": item.gold,
-                "correct": bool(scored["correct"]), "n_exemplars_dropped": dropped,
-                "prompt_truncated": truncated,
-                **({"f1": scored["f1"]} if "f1" in scored else {}),
-                **({"votes": scored["votes"]} if "votes" in scored else {}),
-                **_item_record(item),
-            })
+        rows, texts, items, n_gen = _run_setting(benchmark, setting, cfg, loaded, data, state,
+                                                 cache, progress)
+        generated += n_gen
         metrics[setting] = _aggregate(benchmark, rows, baselines)
-        metrics[setting]["max_new_tokens"] = new_tokens
+        metrics[setting]["max_new_tokens"] = max_new_tokens(benchmark, setting, cfg)
         predictions.extend(rows)
         if cfg.rank_options and benchmark in RANKABLE and setting == "direct":
             ranked = _rank_rows(benchmark, items, texts, loaded, state, progress)
@@ -423,6 +378,74 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
     state.wait_for_everyone()
     return EvalResult(benchmark, metrics, predictions, model=spec,
                       cache_hits=(cache.hits - hits0) if cache else 0, generated=generated)
+
+
+def _meta(benchmark: str, cfg: EvalParams, spec: str, loaded: Any, data: Any,
+          settings: Sequence[str], state: Any) -> dict[str, Any]:
+    """The `meta` of a benchmark's metrics.json section: data, model, protocol and overrides,
+    and the tags of every way the run departs from the paper protocol (`deviations`)."""
+    meta = {
+        "data": data.meta.get("data", cfg.data),
+        "split": data.meta.get("split") or cfg.split or "default",
+        "subsampled": bool(data.meta.get("subsampled", False)),
+        "n_per_subtask": cfg.max_per_subtask or None,
+        "model": spec, "model_fingerprint": loaded.fingerprint,
+        "max_context": cfg.max_context or int(loaded.max_context),
+        "model_context": int(loaded.max_context),
+        "max_new_tokens_cot": max_new_tokens(benchmark, "cot", cfg),
+        **protocols.record(dataclasses.asdict(cfg)),
+        "n_items": data.n_items, "n_subtasks": len(data.items), "settings": list(settings),
+        "seed": cfg.seed, "chat": cfg.chat, "world_size": state.num_processes,
+        **({"source_files": data.meta["source_files"]} if "source_files" in data.meta else {}),
+    }
+    meta["deviations"] = protocols.deviations(meta, benchmark)
+    return meta
+
+
+def _run_setting(benchmark: str, setting: str, cfg: EvalParams, loaded: Any, data: Any,
+                 state: Any, cache: Any, progress: bool) -> tuple[list[dict], list[str], list, int]:
+    """Build, fit, generate and score one setting: (prediction rows, fitted prompts, items,
+    generations actually computed)."""
+    items = pr.build_items(benchmark, setting, data)
+    new_tokens = max_new_tokens(benchmark, setting, cfg)
+    max_context = cfg.max_context or int(loaded.max_context)
+    # an encoder-decoder reads max_context input tokens and writes its answer in the decoder, so
+    # the answer budget does not eat the prompt's; a decoder-only model shares one sequence
+    budget = max_context if loaded.kind == "seq2seq" else max_context - new_tokens
+    if budget < 16:
+        raise EvalError(f"{benchmark}/{setting}: max_context {max_context} leaves {budget} "
+                        f"prompt tokens after max_new_tokens {new_tokens}")
+    count = generation.count_tokens(loaded)
+    fitted = [_fit(it, budget, loaded, count) for it in items]
+    texts = [f[0] for f in fitted]
+    # the shared part's key/value cache is then computed once per batch (decoder-only models)
+    prefixes = shared_prefixes(texts, items)
+    sc = setting == "cot_sc"
+    before = cache.writes if cache else 0
+    outs = generation.generate_parallel(
+        loaded, texts, state=state, max_new_tokens=new_tokens, stop=stop_strings(setting),
+        do_sample=sc, temperature=cfg.sc_temperature if sc else 1.0,
+        num_samples=cfg.sc_samples if sc else 1, seed=cfg.seed, batch_size=cfg.batch_size,
+        cache=cache, chat=cfg.chat, prefixes=prefixes,
+        progress=progress and state.is_main_process, desc=f"{benchmark} {setting}",
+    )
+    # generations actually run: the cache counts each sampled chain once per distinct prompt
+    generated = (cache.writes - before) if cache else len(texts) * (cfg.sc_samples if sc else 1)
+    rows = []
+    for item, (text, dropped, truncated), out in zip(items, fitted, outs, strict=True):
+        raw: str | list[str] = out if sc else out[0]
+        scored = _score_row(benchmark, setting, raw, item)
+        rows.append({
+            "benchmark": benchmark, "subtask": item.subtask, "setting": setting,
+            "item_id": item.item_id, "prompt_hash": prompt_hash(text), "raw": raw,
+            "extracted": scored["extracted"], "gold": item.gold,
+            "correct": bool(scored["correct"]), "n_exemplars_dropped": dropped,
+            "prompt_truncated": truncated,
+            **({"f1": scored["f1"]} if "f1" in scored else {}),
+            **({"votes": scored["votes"]} if "votes" in scored else {}),
+            **_item_record(item),
+        })
+    return rows, texts, items, generated
 
 
 def _update_normalized_average(run: Any) -> None:
