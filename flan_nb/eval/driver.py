@@ -241,6 +241,9 @@ def _fit(item: pr.EvalItem, budget: int, loaded: Any, count: Any) -> tuple[str, 
         return cut, len(item.prompt.exemplars), True
 
 
+fit_prompt = _fit  # used by train/periodic_eval.py (same fitting as the notebooks)
+
+
 def _item_record(item: pr.EvalItem) -> dict[str, Any]:
     """What rescore needs to re-extract an answer without rebuilding prompts."""
     return {"options": list(item.options), "meta": dict(item.meta)}

@@ -17,6 +17,7 @@ _ENTRY_POINTS: dict[str, str] = {
     "resolve_mixture_path": "loop",
     "load_mixture": "stream",
     "read_log": "launcher",
+    "read_eval_scores": "periodic_eval",
     "collection_losses": "launcher",
     "input_dependence": "diagnostics",
     "train": "loop",

@@ -36,6 +36,7 @@ from typing import Any
 from flan_nb import config
 from flan_nb.train import checkpoints
 from flan_nb.train.model_init import load_init_checkpoint, set_dropout
+from flan_nb.train.periodic_eval import maybe_evaluate
 from flan_nb.train.params import (
     SUMMARY_PREFIX,
     TRAJECTORY_FIELDS,
@@ -157,6 +158,7 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
             result = optimizer_step(state, rows, batch, counts)
             log.step(result)
             maybe_checkpoint(state)
+            maybe_evaluate(state)
     finally:
         log.close()
     return finish(state)
