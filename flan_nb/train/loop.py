@@ -36,7 +36,6 @@ from typing import Any
 from flan_nb import config
 from flan_nb.train import checkpoints
 from flan_nb.train.model_init import load_init_checkpoint, set_dropout
-from flan_nb.train.periodic_eval import maybe_evaluate
 from flan_nb.train.params import (
     SUMMARY_PREFIX,
     TRAJECTORY_FIELDS,
@@ -46,6 +45,7 @@ from flan_nb.train.params import (
     check_params,
     params_where,
 )
+from flan_nb.train.periodic_eval import maybe_evaluate
 from flan_nb.train.stream import (
     Row,
     RowStream,
