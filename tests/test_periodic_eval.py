@@ -46,3 +46,17 @@ def test_eval_every_params_are_checked(tmp_path):
         train.check_params(make_cfg(tmp_path, mix, eval_every=2, eval_data="hub"))
     with pytest.raises(config.ParamsError, match="sharded"):
         train.check_params(make_cfg(tmp_path, mix, eval_every=2, accelerate_config="fsdp_t5"))
+
+
+def test_held_out_score_reaches_100_when_every_answer_is_right(monkeypatch):
+    from flan_nb import models
+    from flan_nb.eval import generation
+
+    held = periodic_eval.held_out_set("synthetic")
+    golds = iter([[f"({it.gold})" if bench == "mmlu" else
+                   (it.gold[0] if isinstance(it.gold, list) else str(it.gold))]
+                  for bench, items, _ in held for it in items])
+    monkeypatch.setattr(generation, "generate", lambda loaded, texts, **kw: [next(golds) for _ in texts])
+    result = periodic_eval.evaluate_model(models.load("builtin:micro-t5"), "synthetic")
+    assert result["eval_scores"] == {"mmlu": 100.0, "bbh": 100.0, "tydiqa": 100.0}
+    assert result["eval_score"] == 100.0

@@ -176,3 +176,18 @@ def test_resolve_and_dry_run_json_shapes():
     with contextlib.redirect_stdout(text):
         assert cli.main(["resolve", str(PARAMS / "demo.yaml")]) == 0
     assert "03_eval_mmlu  [protocol quick; overrides: max_per_subtask 5 -> 12]" in text.getvalue()
+
+
+def test_cot_budget_measurement_on_the_official_exemplars():
+    root = config.data_root()
+    if root is None or not (root / "mmlu" / "mmlu-cot.json").is_file():
+        pytest.skip("needs the offline mirror ($FLAN_NB_DATA)")
+    from flan_nb import models
+
+    rows = protocols.measure_exemplar_chains(root, models.load("builtin:micro-t5").tokenizer)
+    assert len(rows) == 27 * 3 + sum(1 for r in rows if r["source"].startswith("mmlu/"))
+    longest = rows[0]
+    # byte-level: one token a byte; the figure documented in protocols.yaml
+    assert (longest["source"], longest["tokens"], longest["words"]) == \
+        ("bbh/geometric_shapes#3", 1799, 300)
+    assert PAPER["max_new_tokens_cot"] > max(r["words"] for r in rows) * 3
