@@ -93,8 +93,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resolve(args: argparse.Namespace) -> int:
+    from flan_nb import preview
+
+    return preview.main(args.params, sweep=False, as_json=args.json)
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from flan_nb.report import sweeps
+
+    if args.dry_run:
+        from flan_nb import preview
+
+        return preview.main(args.sweep, sweep=True, as_json=args.json)
 
     record = sweeps.run_sweep(args.sweep, results_root=args.results)
     print(f"sweep record: {record}")
@@ -127,7 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_show)
     p = sub.add_parser("sweep", help="run a sweep file's grid of pipeline runs")
     p.add_argument("sweep")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every point's resolved params (protocol included); run nothing")
+    p.add_argument("--json", action="store_true", help="with --dry-run: JSON list of points")
     p.set_defaults(func=_cmd_sweep)
+    p = sub.add_parser("resolve", help="print every notebook's fully resolved params; run nothing")
+    p.add_argument("params")
+    p.add_argument("--json", action="store_true", help='JSON {"notebooks": {name: {param: value}}}')
+    p.set_defaults(func=_cmd_resolve)
     p = sub.add_parser("compare", help="per-benchmark differences between two runs")
     p.add_argument("run_a")
     p.add_argument("run_b")

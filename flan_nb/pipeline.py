@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flan_nb import config, runs
+from flan_nb.eval import protocols
 
 # Which frozen dataclass validates each notebook's parameters. The source notebook's parameters
 # cell must declare exactly these fields (tests/test_notebooks.py checks it).
@@ -108,6 +109,8 @@ def resolve(params: Mapping[str, Any], params_file: str = "",
         values = config.check_values(cls, {k: v for k, v in merged.items() if k not in INJECTED},
                                      params_file=params_file, notebook=notebook,
                                      require_all=False)
+        if "protocol" in values:  # eval notebooks: protocol values for the keys left None
+            values = protocols.fill(values, f"params file {params_file}, notebook {notebook}")
         resolved["notebooks"][notebook] = config.as_dict(cls(**{
             **values, **{k: "" for k in INJECTED}}))
         for key in INJECTED:
@@ -150,6 +153,23 @@ def _finalize_metrics(run: runs.Run) -> None:
     run.write_metrics("normalized_average", scores.normalized_average(metrics))
 
 
+def _new_manifest(run: runs.Run, resolved: Mapping[str, Any], params_file: Any,
+                  only: list[str] | None, order: list[str]) -> dict[str, Any]:
+    """What manifest.json records before the first notebook starts (protocols: each eval
+    notebook's protocol and every value that differs from it, eval/protocols.py)."""
+    return {
+        "run_id": run.run_id, "experiment": resolved["experiment"],
+        "description": resolved.get("description", ""),
+        "params_file": str(params_file), "params": resolved,
+        "params_sha256": runs.params_hash(resolved), "only": list(only) if only else None,
+        "git": runs.git_state(), "versions": runs.package_versions(),
+        "data": _data_fingerprints(resolved), "seeds": _seeds(resolved),
+        "protocols": protocols.manifest_entry(resolved),
+        "hardware": runs.hardware(), "started": runs.utc_now(), "ended": None,
+        "status": "running", "notebooks": {n: {"status": "pending"} for n in order},
+    }
+
+
 def run(params_file: str | os.PathLike[str], *, results_root: str | os.PathLike[str] | None = None,
         only: Iterable[str] | None = None, nb_dir: str | os.PathLike[str] | None = None,
         log=print) -> Path:
@@ -172,16 +192,7 @@ def run(params_file: str | os.PathLike[str], *, results_root: str | os.PathLike[
     root = runs.results_root(results_root)
     run = runs.create_run(str(resolved["experiment"]), resolved, root)
     runs.write_json(run.path / "params.json", resolved)
-    manifest: dict[str, Any] = {
-        "run_id": run.run_id, "experiment": resolved["experiment"],
-        "description": resolved.get("description", ""),
-        "params_file": str(params_file), "params": resolved,
-        "params_sha256": runs.params_hash(resolved), "only": list(only) if only else None,
-        "git": runs.git_state(), "versions": runs.package_versions(),
-        "data": _data_fingerprints(resolved), "seeds": _seeds(resolved),
-        "hardware": runs.hardware(), "started": runs.utc_now(), "ended": None,
-        "status": "running", "notebooks": {n: {"status": "pending"} for n in order},
-    }
+    manifest = _new_manifest(run, resolved, params_file, only, order)
     runs.write_json(run.path / "manifest.json", manifest)
     log(f"run {run.run_id} -> {run.path}")
 

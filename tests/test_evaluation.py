@@ -16,8 +16,8 @@ from flan_nb.eval import driver as evaluation
 from flan_nb.eval import generation, prompts, scores
 
 DEFAULTS = dict(
-    model="builtin:tiny-t5", dtype="float32", data="synthetic", data_root="", split="",
-    settings=["direct", "cot"], subtasks=[], max_per_subtask=2, batch_size=8,
+    model="builtin:tiny-t5", dtype="float32", data="synthetic", data_root="", protocol="quick",
+    split="", settings=["direct", "cot"], subtasks=[], max_per_subtask=2, batch_size=8,
     max_new_tokens_direct=6, max_new_tokens_cot=8, max_context=0, sc_samples=3,
     sc_temperature=0.7, chat=False, rank_options=False, use_cache=True, seed=0, run_dir="",
     params_file="",
@@ -57,6 +57,11 @@ def test_evaluate_end_to_end_writes_schema(run, tiny_t5):
     meta = metrics["meta"]
     assert meta["data"] == "synthetic" and meta["model"] == "builtin:tiny-t5"
     assert meta["n_items"] == 8 and meta["subsampled"] in (True, False) and "split" in meta
+    # protocol quick with the test's own smaller values, each recorded as an override
+    assert meta["protocol"] == "quick" and meta["model_context"] == 2048 == meta["max_context"]
+    assert meta["protocol_overrides"]["max_per_subtask"] == {"protocol": 5, "used": 2}
+    assert meta["protocol_overrides"]["max_new_tokens_cot"] == {"protocol": 64, "used": 8}
+    assert meta["deviations"] == ["protocol quick", "subsampled", "shorter chains", "test split"]
     rows = _read_rows(run, "mmlu")
     assert len(rows) == 16  # 4 synthetic subjects x 2 items x 2 settings
     required = {"benchmark", "subtask", "setting", "item_id", "prompt_hash", "raw", "extracted",
@@ -199,7 +204,7 @@ from flan_nb import runs
 from flan_nb.eval import driver as evaluation
 state = PartialState(cpu=True)
 cfg = evaluation.EvalParams(model="builtin:tiny-t5", dtype="float32", data="synthetic",
-    data_root="", split="", settings=["direct", "cot_sc"], subtasks=[], max_per_subtask=3,
+    data_root="", protocol="quick", split="", settings=["direct", "cot_sc"], subtasks=[], max_per_subtask=3,
     batch_size=4, max_new_tokens_direct=6, max_new_tokens_cot=6, max_context=0, sc_samples=2,
     sc_temperature=0.7, chat=False, rank_options=True, use_cache=True, seed=0,
     run_dir=sys.argv[1], params_file="")

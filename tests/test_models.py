@@ -29,7 +29,8 @@ def test_builtin_tiny_t5(tiny_t5):
     loaded = tiny_t5
     cfg = loaded.model.config
     assert loaded.kind == "seq2seq" and loaded.spec == "builtin:tiny-t5"
-    assert loaded.max_context == models.T5_DEFAULT_MAX_CONTEXT == 512
+    # T5 without an explicit context: 2,048 (FLAN input length), never a 512 default
+    assert loaded.max_context == models.T5_DEFAULT_MAX_CONTEXT == 2048
     assert 2_000_000 < n_params(loaded.model) < 10_000_000
     assert cfg.vocab_size == len(loaded.tokenizer) == 384
     assert (cfg.d_model, cfg.d_ff, cfg.num_layers, cfg.num_decoder_layers, cfg.num_heads) == (

@@ -16,12 +16,13 @@ Settings: direct, cot (few-shot), zs, zs_cot (zero-shot), cot_sc (few-shot CoT p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flan_nb.eval import answers, generation, scores
+from flan_nb.eval import answers, generation, protocols, scores
 from flan_nb.eval import benchmarks as bd
 from flan_nb.eval import prompts as pr
 from flan_nb.eval.rescoring import EvalError, read_predictions, rescore  # noqa: F401 (re-exported)
@@ -46,14 +47,15 @@ class EvalParams:
     dtype: str                 # float32 | bfloat16 (T5 cannot run in float16)
     data: str                  # synthetic | offline | hub
     data_root: str             # offline mirror ("" = $FLAN_NB_DATA)
-    split: str                 # "" = the benchmark default (MMLU: validation on hub, test offline)
+    protocol: str              # resources/protocols.yaml: paper | quick; fills the None keys below
+    split: str | None          # "" = the benchmark default (MMLU: validation on hub, test offline)
     settings: list[str]        # [] = the paper's settings for the benchmark
     subtasks: list[str]        # [] = all subtasks / languages
-    max_per_subtask: int       # 0 = full sets
+    max_per_subtask: int | None  # 0 = full sets
     batch_size: int
-    max_new_tokens_direct: int  # 0 = benchmarks.yaml default
-    max_new_tokens_cot: int     # 0 = benchmarks.yaml default
-    max_context: int           # 0 = the model's context length
+    max_new_tokens_direct: int | None  # 0 = benchmarks.yaml default
+    max_new_tokens_cot: int | None     # 0 = benchmarks.yaml default
+    max_context: int | None    # 0 = the model's real context (T5 family: 2,048)
     sc_samples: int            # self-consistency samples (setting cot_sc)
     sc_temperature: float
     chat: bool                 # wrap prompts in the tokenizer's chat template
@@ -162,7 +164,9 @@ def _short(value: Any, width: int = 160) -> Any:
 
 
 def check(benchmark: str, cfg: EvalParams) -> tuple[str, ...]:
-    """Validate the combination of benchmark and params; return the settings to run."""
+    """Validate the combination of benchmark and params (protocol filled in, see
+    eval/protocols.py); return the settings to run."""
+    cfg = protocols.apply(cfg)
     if benchmark not in BENCHMARKS:
         raise EvalError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
     where = f" (params file {cfg.params_file})" if cfg.params_file else ""
@@ -233,6 +237,9 @@ def _fit(item: pr.EvalItem, budget: int, loaded: Any, count: Any) -> tuple[str, 
         keep = max(1, budget - (count(text) - len(ids)) - 2)
         cut = loaded.tokenizer.decode(ids[-keep:], skip_special_tokens=True)
         return cut, len(item.prompt.exemplars), True
+
+
+fit_prompt = _fit  # used by train/periodic_eval.py (same fitting as the notebooks)
 
 
 def _item_record(item: pr.EvalItem) -> dict[str, Any]:
@@ -348,24 +355,25 @@ def _open_session(benchmark: str, cfg: EvalParams, spec: str, loaded: Any,
 
 
 def _meta(ses: _Session, settings: Sequence[str], spec: str) -> dict[str, Any]:
-    """The "meta" block of the benchmark's metrics section."""
-    data, cfg = ses.data, ses.cfg
-    return {
+    """The `meta` of a benchmark's metrics.json section: data, model, protocol and overrides,
+    and the tags of every way the run departs from the paper protocol (`deviations`)."""
+    data, cfg, benchmark = ses.data, ses.cfg, ses.benchmark
+    meta = {
         "data": data.meta.get("data", cfg.data),
         "split": data.meta.get("split") or cfg.split or "default",
         "subsampled": bool(data.meta.get("subsampled", False)),
         "n_per_subtask": cfg.max_per_subtask or None,
-        "model": spec,
-        "model_fingerprint": ses.loaded.fingerprint,
+        "model": spec, "model_fingerprint": ses.loaded.fingerprint,
         "max_context": ses.max_context,
-        "n_items": data.n_items,
-        "n_subtasks": len(data.items),
-        "settings": list(settings),
-        "seed": cfg.seed,
-        "chat": cfg.chat,
-        "world_size": ses.state.num_processes,
+        "model_context": int(ses.loaded.max_context),
+        "max_new_tokens_cot": max_new_tokens(benchmark, "cot", cfg),
+        **protocols.record(dataclasses.asdict(cfg)),
+        "n_items": data.n_items, "n_subtasks": len(data.items), "settings": list(settings),
+        "seed": cfg.seed, "chat": cfg.chat, "world_size": ses.state.num_processes,
         **({"source_files": data.meta["source_files"]} if "source_files" in data.meta else {}),
     }
+    meta["deviations"] = protocols.deviations(meta, benchmark)
+    return meta
 
 
 def _generate(ses: _Session, setting: str, texts: list[str], prefixes: list[str],
@@ -417,7 +425,9 @@ def _run_setting(ses: _Session, setting: str, metrics: dict[str, Any]) -> tuple[
     benchmark, cfg = ses.benchmark, ses.cfg
     items = pr.build_items(benchmark, setting, ses.data)
     new_tokens = max_new_tokens(benchmark, setting, cfg)
-    budget = ses.max_context - new_tokens
+    # an encoder-decoder reads max_context input tokens and writes its answer in the decoder, so
+    # the answer budget does not eat the prompt's; a decoder-only model shares one sequence
+    budget = ses.max_context if ses.loaded.kind == "seq2seq" else ses.max_context - new_tokens
     if budget < 16:
         raise EvalError(f"{benchmark}/{setting}: max_context {ses.max_context} leaves {budget} "
                         f"prompt tokens after max_new_tokens {new_tokens}")
@@ -439,9 +449,11 @@ def _run_setting(ses: _Session, setting: str, metrics: dict[str, Any]) -> tuple[
 
 def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
              progress: bool = True) -> EvalResult:
-    """Evaluate one benchmark in every requested setting; write predictions/<benchmark>.jsonl and
+    """Evaluate one benchmark in every requested setting under `cfg.protocol` (explicit keys
+    override single values, recorded in the meta); write predictions/<benchmark>.jsonl and
     the benchmark's metrics.json section (flexible "score" and, where the setting's exemplars
     teach an answer format, "strict_score"). Raises EvalError for a bad request."""
+    cfg = protocols.apply(cfg)
     settings = check(benchmark, cfg)
     spec = model_spec(cfg, run)
     ses = _open_session(benchmark, cfg, spec, loaded, progress)

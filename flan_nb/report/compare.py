@@ -172,6 +172,25 @@ def _text_table(df: pd.DataFrame) -> list[str]:
 SETTINGS = ("direct", "cot", "zs", "zs_cot", "cot_sc")
 
 
+def protocol_warnings(metrics_a: Mapping[str, Any], metrics_b: Mapping[str, Any]) -> list[str]:
+    """"warning: ..." lines for every benchmark the two runs evaluated under different protocols,
+    protocol overrides or subsamples (eval/protocols.py): their scores are not comparable."""
+    out = []
+    for bench in records.BENCHMARKS:
+        ma = (metrics_a.get(bench) or {}).get("meta")
+        mb = (metrics_b.get(bench) or {}).get("meta")
+        if not (isinstance(ma, Mapping) and isinstance(mb, Mapping)):
+            continue
+        for key, what in (("protocol", "protocols"), ("protocol_overrides", "protocol overrides"),
+                          ("n_per_subtask", "subsamples (items per subtask)"),
+                          ("split", "splits"), ("max_context", "contexts")):
+            va, vb = ma.get(key), mb.get(key)
+            if va != vb:
+                out.append(f"warning: {bench}: runs used different {what} (A: {va}; B: {vb}); "
+                           "differences mix model and evaluation protocol")
+    return out
+
+
 def compare_runs(
     run_a: str | Path | report.RunRecord,
     run_b: str | Path | report.RunRecord,
@@ -186,6 +205,7 @@ def compare_runs(
     bench_rows, task_rows, notes = [], [], []
     if a.data != b.data:
         notes.append(f"data differ (A: {a.data}; B: {b.data}): score differences mix model and data")
+    notes += protocol_warnings(a.metrics, b.metrics)
     na, nb = report.normalized_average(a.metrics), report.normalized_average(b.metrics)
     if not (math.isnan(na) and math.isnan(nb)):
         bench_rows.append({"benchmark": "normalized_average", "setting": "", "A": na, "B": nb,

@@ -84,6 +84,9 @@ def data_notes(df: pd.DataFrame) -> list[str]:
         notes.append("offline: the offline data mirror (same data as the hub datasets).")
     if any("subsampled" in k for k in kinds):
         notes.append("subsampled: evaluated on a subset of items; expect wide error bars.")
+    if "Protocol" in df.columns and df["Protocol"].astype(str).str.startswith("not paper").any():
+        notes.append("not paper: evaluated under another protocol than the paper's "
+                     "(flan_nb/resources/protocols.yaml); the Protocol column says how it departs.")
     if any(k == "paper" for k in kinds):
         notes.append("paper: reference numbers from Chung et al. 2022 (arXiv 2210.11416 v5).")
     return notes

@@ -37,7 +37,7 @@ class FigureError(ValueError):
 def run_row(rec: report.RunRecord, tags: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Headline scores + zero-shot BBH + tags of one run as a flat dict."""
     row: dict[str, Any] = {"run_id": rec.run_id, "label": rec.label, "model": rec.model,
-                           "data": rec.data}  # fmt: skip
+                           "data": rec.data, "protocol": report.protocol_label(rec.metrics)}  # fmt: skip
     row.update(report.headline(rec.metrics))
     for col, (bench, setting) in ZS_COLUMNS.items():
         row[col] = report.setting_score(rec.metrics, bench, setting)
@@ -109,6 +109,7 @@ def plot_task_scaling(
     data = df.dropna(subset=[y]).sort_values(x)
     for name, group in data.groupby(hue, sort=False):
         ax.plot(group[x], group[y], marker="o", label=f"{name} (this repo)")
+    _mark_not_paper(ax, data, x, y)
     if paper:
         ref = pd.DataFrame(report.paper_rows("table3"))
         for params, group in ref.groupby("params", sort=False):
@@ -196,6 +197,16 @@ def _finish_bars(fig: plt.Figure, ax: plt.Axes, scores: pd.Series, xlabel: str, 
     ax.legend(title=None, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _mark_not_paper(ax: plt.Axes, data: pd.DataFrame, x: str, y: str) -> None:
+    """Cross out the points not evaluated under the paper protocol (column `protocol`)."""
+    if "protocol" not in data.columns:
+        return
+    off = data[data["protocol"].astype(str) != "paper"]
+    if len(off):
+        ax.scatter(off[x], off[y], marker="x", color="black", s=40, zorder=5,
+                   label="not under the paper protocol")
 
 
 def _axes(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[plt.Figure, plt.Axes]:

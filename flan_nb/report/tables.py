@@ -22,8 +22,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from flan_nb.eval import protocols
 from flan_nb.report.readers import strict_flexible
 from flan_nb.report.records import (
+    BENCHMARKS,
     ReportError,
     RunRecord,
     as_records,
@@ -146,6 +148,21 @@ def headline(metrics: Mapping[str, Any]) -> dict[str, float]:
     return row
 
 
+def protocol_label(metrics: Mapping[str, Any]) -> str:
+    """"paper" when every evaluated benchmark ran under the paper protocol with no departure,
+    else "not paper: " + the departures (protocols.deviations: subsampled, shorter context,
+    shorter chains, test split, protocol quick, ...) and the benchmarks they concern."""
+    by_tag: dict[str, list[str]] = {}
+    for item in protocols.run_deviations(metrics, BENCHMARKS):
+        bench, _, tag = item.partition(": ")
+        by_tag.setdefault(tag, []).append(bench)
+    if not by_tag:
+        return protocols.PAPER
+    parts = [tag if len(b) == len([x for x in BENCHMARKS if x in metrics]) else f"{tag} ({'/'.join(b)})"
+             for tag, b in by_tag.items()]
+    return "not paper: " + ", ".join(parts)
+
+
 def paper_rows(table: str = "table5") -> list[dict[str, Any]]:
     return list(load_paper(table)["rows"])
 
@@ -195,6 +212,7 @@ def table5(
                 "Source": f"run {rec.run_id}",
                 "Model": rec.model,
                 "Data": rec.data,
+                "Protocol": protocol_label(rec.metrics),
                 **cells,
                 "Paper row": match["model"] if match else "",
                 "Δ Norm. avg": delta,
@@ -207,6 +225,7 @@ def table5(
                 "Source": PAPER_TABLE5,
                 "Model": row["model"],
                 "Data": "paper",
+                "Protocol": protocols.PAPER,
                 **{col: float(row[key]) for col, key in PAPER_KEYS.items()},
                 "Paper row": "",
                 "Δ Norm. avg": math.nan,

@@ -12,6 +12,7 @@ __getattr__, __dir__, __all__ = entry_points(__name__, {
     "resolve_mixture_path": "loop",
     "load_mixture": "stream",
     "read_log": "launcher",
+    "read_eval_scores": "periodic_eval",
     "collection_losses": "launcher",
     "input_dependence": "diagnostics",
     "train": "loop",

@@ -188,11 +188,13 @@ class _LivePlot:
 
 
 def read_log(run: Any) -> list[dict[str, Any]]:
-    """The per-step records of <run>/train_log.jsonl."""
+    """The per-step records of <run>/train_log.jsonl (periodic_eval.read_eval_scores: the
+    held-out evaluations logged there too)."""
     path = Path(run.path if hasattr(run, "path") else run) / "train_log.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [r for r in recs if "loss" in r]
 
 
 def collection_losses(log: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ from flan_nb.train.params import (
     check_params,
     params_where,
 )
+from flan_nb.train.periodic_eval import maybe_evaluate
 from flan_nb.train.stream import (
     Row,
     RowStream,
@@ -157,6 +158,7 @@ def train(cfg: TrainParams, run: Any, *, progress: bool = True) -> dict[str, Any
             result = optimizer_step(state, rows, batch, counts)
             log.step(result)
             maybe_checkpoint(state)
+            maybe_evaluate(state)
     finally:
         log.close()
     return finish(state)

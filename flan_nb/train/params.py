@@ -52,6 +52,9 @@ class TrainParams:
     num_processes: int         # used by launch() (the notebook); the CLI takes it from accelerate
     accelerate_config: str     # "" | a name in params/accelerate | a yaml path
     tensorboard: bool          # also log to <run>/train/tensorboard when tensorboard is installed
+    eval_every: int            # 0 = off; else held-out score every N steps (train/periodic_eval.py)
+    eval_data: str             # synthetic | offline: the held-out set of eval_every
+    keep_best: bool            # also keep the best-scoring weights (checkpoint/best)
     run_dir: str
     params_file: str
 
@@ -66,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "input_len": 256, "target_len": 64, "packing": "best_fit", "truncation": "truncate",
     "clip_grad_norm": 0.0, "precision": "fp32", "checkpoint_every": 20, "keep_last_k": 2,
     "log_every": 1, "seed": 0, "num_processes": 1, "accelerate_config": "", "tensorboard": False,
+    "eval_every": 0, "eval_data": "synthetic", "keep_best": False,
     "run_dir": "", "params_file": "",
 }
 
@@ -132,6 +136,11 @@ def check_params(cfg: TrainParams, *, kind: str | None = None,
             raise config.ParamsError(
                 f"parameter `precision`{where}: fp16 is refused for T5/encoder-decoder models: "
                 "T5 activations overflow float16 (inf/NaN loss); use bf16 (or fp32)")
+    from flan_nb.train import periodic_eval
+
+    why = periodic_eval.check(cfg, where)
+    if why:
+        raise config.ParamsError(why)
     n = num_processes or 1
     if cfg.batch_size % (n * cfg.grad_accum):
         raise config.ParamsError(

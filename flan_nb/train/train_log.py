@@ -61,7 +61,8 @@ class TrainLog:
         self.state = state
         self.path = state.run.path / "train_log.jsonl"
         main = state.main
-        state.history = _trim_log(self.path, state.start_step) if main else []
+        kept = _trim_log(self.path, state.start_step) if main else []
+        state.history = [r for r in kept if "loss" in r]  # not the periodic_eval records
         if main and state.start_step == 0 and self.path.exists():
             self.path.unlink()
         state.non_pad_tokens = sum(r.get("non_pad_tokens", 0) for r in state.history)
