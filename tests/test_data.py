@@ -121,7 +121,7 @@ def test_niv2_splits_and_bad_file(tmp_path):
         data.load_niv2(bad)
     missing = tmp_path / "task003.json"
     missing.write_text(json.dumps({"Definition": ["x"]}))
-    with pytest.raises(data.DataFormatError, match="missing field 'Instances'"):
+    with pytest.raises(data.DataFormatError, match="missing or null field 'Instances'"):
         data.load_niv2(missing)
 
 

@@ -65,6 +65,7 @@ class EvalParams:
     seed: int
     run_dir: str
     params_file: str
+    on_bad_rows: str = "raise"  # raise | skip: drop malformed benchmark items, counted in metrics meta
 
 
 @dataclass
@@ -344,7 +345,8 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
         loaded = models.load(spec, dtype=cfg.dtype)
     data = bd.load(benchmark, source=cfg.data, data_root=cfg.data_root, split=cfg.split,
                    subtasks=list(cfg.subtasks) or None,
-                   n_per_subtask=cfg.max_per_subtask or None, seed=cfg.seed)
+                   n_per_subtask=cfg.max_per_subtask or None, seed=cfg.seed,
+                   on_bad_rows=cfg.on_bad_rows)
     baselines = scores.bbh_baselines(data) if benchmark == "bbh" else None
     max_context = cfg.max_context or int(loaded.max_context)
     count = generation.count_tokens(loaded)
@@ -364,6 +366,8 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
         "seed": cfg.seed,
         "chat": cfg.chat,
         "world_size": state.num_processes,
+        "bad_items_skipped": int(data.meta.get("bad_items", 0)),
+        "bad_item_examples": list(data.meta.get("bad_item_examples", [])),
         **({"source_files": data.meta["source_files"]} if "source_files" in data.meta else {}),
     }}
     predictions: list[dict[str, Any]] = []
