@@ -352,24 +352,7 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
     count = generation.count_tokens(loaded)
     cache = generation.GenerationCache() if cfg.use_cache else None
 
-    metrics: dict[str, Any] = {"meta": {
-        "data": data.meta.get("data", cfg.data),
-        "split": data.meta.get("split") or cfg.split or "default",
-        "subsampled": bool(data.meta.get("subsampled", False)),
-        "n_per_subtask": cfg.max_per_subtask or None,
-        "model": spec,
-        "model_fingerprint": loaded.fingerprint,
-        "max_context": max_context,
-        "n_items": data.n_items,
-        "n_subtasks": len(data.items),
-        "settings": list(settings),
-        "seed": cfg.seed,
-        "chat": cfg.chat,
-        "world_size": state.num_processes,
-        "bad_items_skipped": int(data.meta.get("bad_items", 0)),
-        "bad_item_examples": list(data.meta.get("bad_item_examples", [])),
-        **({"source_files": data.meta["source_files"]} if "source_files" in data.meta else {}),
-    }}
+    metrics: dict[str, Any] = {"meta": _meta(cfg, data, spec, loaded, max_context, settings, state)}
     predictions: list[dict[str, Any]] = []
     generated = 0
     hits0 = cache.hits if cache else 0
@@ -420,6 +403,8 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
                 metrics["direct_ranked"]["note"] = ("diagnostic: option chosen by log-likelihood, "
                                                     "not the paper's generation metric")
 
+    # cache rows that did not verify (edited, wrong type): generated again, never served
+    metrics["meta"]["cache_rejected"] = cache.rejected if cache else 0
     if state.is_main_process:
         run.write_jsonl(f"predictions/{benchmark}.jsonl", predictions)
         run.write_metrics(benchmark, metrics)
@@ -427,6 +412,29 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
     state.wait_for_everyone()
     return EvalResult(benchmark, metrics, predictions, model=spec,
                       cache_hits=(cache.hits - hits0) if cache else 0, generated=generated)
+
+
+def _meta(cfg: EvalParams, data: Any, spec: str, loaded: Any, max_context: int,
+          settings: Sequence[str], state: Any) -> dict[str, Any]:
+    """The `meta` block of a benchmark's metrics: data, model, sizes and skipped items."""
+    return {
+        "data": data.meta.get("data", cfg.data),
+        "split": data.meta.get("split") or cfg.split or "default",
+        "subsampled": bool(data.meta.get("subsampled", False)),
+        "n_per_subtask": cfg.max_per_subtask or None,
+        "model": spec,
+        "model_fingerprint": loaded.fingerprint,
+        "max_context": max_context,
+        "n_items": data.n_items,
+        "n_subtasks": len(data.items),
+        "settings": list(settings),
+        "seed": cfg.seed,
+        "chat": cfg.chat,
+        "world_size": state.num_processes,
+        "bad_items_skipped": int(data.meta.get("bad_items", 0)),
+        "bad_item_examples": list(data.meta.get("bad_item_examples", [])),
+        **({"source_files": data.meta["source_files"]} if "source_files" in data.meta else {}),
+    }
 
 
 def _update_normalized_average(run: Any) -> None:
