@@ -179,8 +179,8 @@ def run(params_file: str | os.PathLike[str], *, results_root: str | os.PathLike[
         "params_sha256": runs.params_hash(resolved), "only": list(only) if only else None,
         "git": runs.git_state(), "versions": runs.package_versions(),
         "data": _data_fingerprints(resolved), "seeds": _seeds(resolved),
-        "hardware": runs.hardware(), "started": runs.utc_now(), "ended": None,
-        "status": "running", "notebooks": {n: {"status": "pending"} for n in order},
+        "hardware": runs.hardware(), "runner": runs.runner_info(), "started": runs.utc_now(),
+        "ended": None, "status": "running", "notebooks": {n: {"status": "pending"} for n in order},
     }
     runs.write_json(run.path / "manifest.json", manifest)
     log(f"run {run.run_id} -> {run.path}")
@@ -236,7 +236,7 @@ def run(params_file: str | os.PathLike[str], *, results_root: str | os.PathLike[
         target = run.path / f"{notebook}.ipynb"
         if target.is_file():
             _stamp_notebook(target, manifest)
-    runs.rebuild_index(root)
+    runs.try_rebuild_index(root)
     if failed:
         raise PipelineError(f"run {run.run_id} failed in {failed}; see {run.path / (failed + '.ipynb')}",
                             run.path)
