@@ -20,7 +20,7 @@ DEFAULTS = dict(
     settings=["direct", "cot"], subtasks=[], max_per_subtask=2, batch_size=8,
     max_new_tokens_direct=6, max_new_tokens_cot=8, max_context=0, sc_samples=3,
     sc_temperature=0.7, chat=False, rank_options=False, use_cache=True, seed=0, run_dir="",
-    params_file="",
+    params_file="", on_bad_rows="raise",
 )
 
 
@@ -57,6 +57,7 @@ def test_evaluate_end_to_end_writes_schema(run, tiny_t5):
     meta = metrics["meta"]
     assert meta["data"] == "synthetic" and meta["model"] == "builtin:tiny-t5"
     assert meta["n_items"] == 8 and meta["subsampled"] in (True, False) and "split" in meta
+    assert meta["bad_items_skipped"] == 0 and meta["cache_rejected"] == 0  # issue 16 counts
     rows = _read_rows(run, "mmlu")
     assert len(rows) == 16  # 4 synthetic subjects x 2 items x 2 settings
     required = {"benchmark", "subtask", "setting", "item_id", "prompt_hash", "raw", "extracted",
