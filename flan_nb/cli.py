@@ -45,6 +45,8 @@ def _headline_table(infos: list[runs.RunInfo]) -> str:
 
 def _cmd_runs(args: argparse.Namespace) -> int:
     infos = runs.list_runs(args.results)
+    if infos:
+        runs.try_rebuild_index(args.results)  # derived data: rebuilt on demand
     if not infos:
         print(f"no runs under {runs.results_root(args.results)}")
         return 0

@@ -165,7 +165,8 @@ def _new_manifest(run: runs.Run, resolved: Mapping[str, Any], params_file: Any,
         "git": runs.git_state(), "versions": runs.package_versions(),
         "data": _data_fingerprints(resolved), "seeds": _seeds(resolved),
         "protocols": protocols.manifest_entry(resolved),
-        "hardware": runs.hardware(), "started": runs.utc_now(), "ended": None,
+        "hardware": runs.hardware(), "runner": runs.runner_info(), "started": runs.utc_now(),
+        "ended": None,
         "status": "running", "notebooks": {n: {"status": "pending"} for n in order},
     }
 
@@ -247,7 +248,7 @@ def run(params_file: str | os.PathLike[str], *, results_root: str | os.PathLike[
         target = run.path / f"{notebook}.ipynb"
         if target.is_file():
             _stamp_notebook(target, manifest)
-    runs.rebuild_index(root)
+    runs.try_rebuild_index(root)
     if failed:
         raise PipelineError(f"run {run.run_id} failed in {failed}; see {run.path / (failed + '.ipynb')}",
                             run.path)

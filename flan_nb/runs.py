@@ -13,6 +13,7 @@ import io
 import json
 import os
 import platform
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -203,13 +204,58 @@ def make_run_id(experiment: str, params: Mapping[str, Any], when: datetime | Non
 
 
 def create_run(experiment: str, params: Mapping[str, Any], root: Path | None = None) -> Run:
-    """A fresh run directory. Never reuses one: a clash (same second, same params) is an error."""
+    """A fresh run directory. Never reuses one: a second run of the same params in the same
+    second gets the id with a suffix (-2, -3, ...)."""
     root = root or results_root()
     root.mkdir(parents=True, exist_ok=True)
-    run_id = make_run_id(experiment, params)
-    path = root / run_id
-    path.mkdir(parents=False, exist_ok=False)
-    return Run(path=path, run_id=run_id)
+    base = make_run_id(experiment, params)
+    for n in range(1, 1000):
+        run_id = base if n == 1 else f"{base}-{n}"
+        path = root / run_id
+        try:
+            path.mkdir(parents=False, exist_ok=False)  # atomic: two racing runs cannot both win
+        except FileExistsError:
+            continue
+        return Run(path=path, run_id=run_id)
+    raise FileExistsError(f"{root}: 999 runs named {base}-N exist already")
+
+
+def runner_info() -> dict[str, Any]:
+    """Who runs this run: pid, host and the process start time (to tell a reused pid apart)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_started": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return round(psutil.Process(pid).create_time(), 2)
+    except Exception:  # no psutil, or no such process
+        return None
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        pass
+    now = _process_start(pid)
+    return started is None or now is None or abs(now - started) < 1.0
+
+
+def run_status(manifest: Mapping[str, Any]) -> str:
+    """The manifest's status, except that a `running` run whose runner process is gone is
+    `interrupted` (killed, power loss), and one running on another host is `unknown` (its pid
+    cannot be checked from here). A manifest without runner info keeps what it says."""
+    status = str(manifest.get("status", "unknown"))
+    runner = manifest.get("runner")
+    if status != "running" or not isinstance(runner, Mapping) or not runner.get("pid"):
+        return status
+    if runner.get("host") != socket.gethostname():
+        return "unknown"
+    return "running" if _alive(int(runner["pid"]), runner.get("pid_started")) else "interrupted"
 
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:
@@ -313,10 +359,22 @@ def load_run(path: str | os.PathLike[str]) -> RunInfo:
     norm = (metrics.get("normalized_average") or {}).get("value")
     return RunInfo(
         run_id=path.name, path=path, experiment=manifest.get("experiment", ""),
-        status=manifest.get("status", "unknown"), started=manifest.get("started", ""),
+        status=run_status(manifest), started=manifest.get("started", ""),
         params_sha256=manifest.get("params_sha256", ""), headline=headline_metrics(metrics),
         normalized_average=norm, manifest=manifest, metrics=metrics,
     )
+
+
+def try_rebuild_index(root: str | os.PathLike[str] | None = None) -> Path | None:
+    """rebuild_index, or None with a warning when it cannot be written (read-only results,
+    full disk): the index is derived data and must never fail a run."""
+    import warnings
+
+    try:
+        return rebuild_index(root)
+    except OSError as exc:
+        warnings.warn(f"results index not written ({exc}); `flan-nb runs` rebuilds it", stacklevel=2)
+        return None
 
 
 def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
@@ -327,7 +385,8 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
 
 
 def rebuild_index(root: str | os.PathLike[str] | None = None) -> Path:
-    """results/index.csv: one row a run, status and headline metrics; rebuilt after each run."""
+    """results/index.csv: one row a run, status and headline metrics. Derived data (git-ignored):
+    rebuilt after each run and by `flan-nb runs`, so deleting it loses nothing."""
     root = results_root(root)
     rows = list_runs(root)
     cols = ["run_id", "experiment", "status", "started", "params_sha256", "normalized_average",

@@ -150,7 +150,7 @@ def test_mirror_file_errors(data_root, tmp_path):
     (tmp_path / "mgsm").mkdir()
     (tmp_path / "mgsm" / "exemplars.json").write_text('{"MGSM_EXEMPLARS": {"de": {}}}', "utf-8")
     (tmp_path / "mgsm" / "mgsm_de.tsv").write_text("Frage ohne Antwort\n", "utf-8")
-    with pytest.raises(BenchmarkDataError, match=r"mgsm_de.tsv line 1: expected question<TAB>answer"):
+    with pytest.raises(BenchmarkDataError, match=r"mgsm_de.tsv line 1 \(mgsm/de item 0\): expected question<TAB>answer"):
         bd.load("mgsm", data_root=tmp_path, subtasks=["de"])
 
 

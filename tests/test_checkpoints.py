@@ -98,3 +98,50 @@ def test_load_rejects_incomplete(tmp_path, accel_setup):
     (tmp_path / "step_000001").mkdir()
     with pytest.raises(checkpoints.CheckpointError, match="not a complete checkpoint"):
         checkpoints.load(accelerator, tmp_path / "step_000001")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_checkpoint_that_no_longer_verifies_is_skipped(tmp_path, accel_setup, damage):
+    """Issue 16: a complete checkpoint damaged later (truncated copy, bad sectors) is skipped with a
+    warning; resuming takes the previous valid one and restores its state exactly."""
+    accelerator, model, opt = accel_setup
+    _step(model, opt)
+    first = checkpoints.save(accelerator, tmp_path, 1, {"position": 1})
+    at_first = {k: v.clone() for k, v in model.state_dict().items()}
+    _step(model, opt)
+    second = checkpoints.save(accelerator, tmp_path, 2, {"position": 2})
+    recorded = checkpoints.read_meta(second)["files"]
+    assert recorded and all(len(v["sha256"]) == 64 for v in recorded.values())
+    assert checkpoints.verify(first) is None and checkpoints.verify(second) is None
+    victim = max((second / rel for rel in recorded), key=lambda p: p.stat().st_size)
+    data = victim.read_bytes()
+    if damage == "truncate":
+        victim.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        victim.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    else:
+        victim.unlink()
+    assert checkpoints.verify(second) is not None
+    assert checkpoints.is_valid(second)  # still structurally complete: not deleted as partial
+    with pytest.warns(UserWarning, match="does not verify"):
+        last = checkpoints.latest(tmp_path)
+    assert last.step == 1 and last.verified
+    with pytest.raises(checkpoints.CheckpointError, match="does not verify"):
+        checkpoints.load(accelerator, second)
+    meta = checkpoints.load(accelerator, last)
+    assert meta["position"] == 1
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, at_first[k]), k
+    assert second in [p for p in tmp_path.iterdir()]  # kept for inspection
+    # resaving the step replaces the damaged copy with a verified one
+    checkpoints.save(accelerator, tmp_path, 2, {"position": 2})
+    assert checkpoints.latest(tmp_path).step == 2
+
+
+def test_checkpoint_without_checksums_is_still_accepted(tmp_path, accel_setup):
+    accelerator, model, opt = accel_setup
+    path = checkpoints.save(accelerator, tmp_path, 3, {"position": 0})
+    meta = checkpoints.read_meta(path)
+    del meta["files"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    assert checkpoints.verify(path) is None and checkpoints.latest(tmp_path).step == 3

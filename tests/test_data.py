@@ -121,7 +121,7 @@ def test_niv2_splits_and_bad_file(tmp_path):
         data.load_niv2(bad)
     missing = tmp_path / "task003.json"
     missing.write_text(json.dumps({"Definition": ["x"]}))
-    with pytest.raises(data.DataFormatError, match="missing field 'Instances'"):
+    with pytest.raises(data.DataFormatError, match="missing or null field 'Instances'"):
         data.load_niv2(missing)
 
 
@@ -224,3 +224,86 @@ def test_load_synthetic_halves_n_only_when_a_family_runs_out_of_items(monkeypatc
     monkeypatch.setattr(synthetic, "as_dataset", lambda *a: (_ for _ in ()).throw(ValueError("unique bug")))
     with pytest.raises(ValueError, match="unique bug"):
         data.load_synthetic(family, 100)
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 16 §2: non-UTF-8 bytes and null fields in any loader
+
+
+def _check_bad_row(load, path, pattern, n_good):
+    with pytest.raises(data.DataFormatError, match=pattern):
+        load(path)
+    stats: dict = {}
+    with pytest.warns(UserWarning, match="skipped 1 malformed"):
+        ds = load(path, on_bad_rows="skip", stats=stats)
+    assert len(ds) == n_good and stats["bad_rows"] == 1
+    for row in ds:
+        assert "None" not in (row["inputs"], row["targets"])
+    return ds
+
+
+def test_non_utf8_line_is_named_and_skippable(tmp_path):
+    tsv = tmp_path / "cot_x_train.tsv"
+    tsv.write_bytes(b"q1\ta1\tr1\nq\xff2\ta2\tr2\nq3\ta3\tr3\n")
+    _check_bad_row(data.load_cot_tsv, tsv, r"cot_x_train.tsv line 2: byte 0xff at column 2", 2)
+    gsm = tmp_path / "train.jsonl"
+    gsm.write_bytes(b'{"question": "a", "answer": "x #### 1"}\n{"question": "\xc3(", "answer": "#### 2"}\n')
+    _check_bad_row(data.load_gsm8k, gsm, r"train.jsonl line 2: byte 0xc3", 1)
+    sl = tmp_path / "lambada.jsonl"
+    sl.write_bytes(b'{"context": "a b", "continuation": "c"}\n{"context": "\xfe", "continuation": "d"}\n')
+    _check_bad_row(data.load_slice, sl, r"lambada.jsonl line 2: byte 0xfe", 1)
+
+
+def _niv2(tmp_path, instances, name="task900_x.json", raw=None):
+    doc = {"Definition": ["Do it."], "Positive Examples": [{"input": None, "output": "o"}],
+           "Instances": instances}
+    path = tmp_path / name
+    path.write_bytes(raw if raw is not None else json.dumps(doc).encode())
+    return path
+
+
+@pytest.mark.parametrize("bad, pattern", [
+    ({"id": "b", "input": None, "output": ["y"]}, r"Instances\[1\]: bad NIv2 instance: field `inputs` is null"),
+    ({"id": "b", "input": "x", "output": [None]}, r"Instances\[1\]: .*`output` must be a string"),
+    ({"id": "b", "input": 7, "output": ["y"]}, r"Instances\[1\]: .*`inputs` must be a string"),
+])
+def test_niv2_null_or_non_text_field_is_a_bad_row(tmp_path, bad, pattern):
+    good = {"id": "g", "input": "x", "output": ["y"]}
+    path = _niv2(tmp_path, [good, bad, dict(good, id="g2")])
+    load = lambda p, **kw: data.load_niv2(p, split="all", **kw)  # noqa: E731
+    ds = _check_bad_row(load, path, pattern, 2)
+    assert ds[0]["pos_input"] == "" and ds[0]["pos_output"] == "o"  # null demo field: empty, not "None"
+
+
+def test_niv2_non_utf8_byte_names_the_instance(tmp_path):
+    body = json.dumps({"Definition": ["Do it."], "Instances": [
+        {"id": "g", "input": "x", "output": ["y"]}, {"id": "b", "input": "XX", "output": ["y"]}]})
+    path = _niv2(tmp_path, [], raw=body.encode().replace(b"XX", b"\xff"))
+    load = lambda p, **kw: data.load_niv2(p, split="all", **kw)  # noqa: E731
+    _check_bad_row(load, path, r"Instances\[1\]: .*byte 0xff is not valid UTF-8", 1)
+    bad_def = _niv2(tmp_path, [], name="task901.json",
+                    raw=b'{"Definition": ["D\xffo"], "Instances": []}')
+    with pytest.raises(data.DataFormatError, match=r"task901.json: field `Definition`: byte 0xff"):
+        data.load_niv2(bad_def, on_bad_rows="skip")
+    null_def = _niv2(tmp_path, [], name="task902.json", raw=b'{"Definition": null, "Instances": []}')
+    with pytest.raises(data.DataFormatError, match=r"task902.json: missing or null field 'Definition'"):
+        data.load_niv2(null_def)
+
+
+def test_slice_null_field_is_a_bad_row(tmp_path):
+    sl = tmp_path / "triviaqa.jsonl"
+    sl.write_text('{"context": "Q?", "answer": "A", "aliases": []}\n'
+                  '{"context": "Q2?", "answer": null, "aliases": []}\n', "utf-8")
+    _check_bad_row(data.load_slice, sl, r"triviaqa.jsonl line 2: .*field `answer` is null", 1)
+
+
+def test_mixing_skip_counts_reach_metrics():
+    from flan_nb.data import mixing
+
+    manifest = {"preset": "p", "num_examples": 1, "per_task": {}, "fingerprint_sha256": "f",
+                "per_collection": {}, "format_counts": {}, "input_length": {}, "target_length": {},
+                "token_unit": "w", "loading": {"bad_rows": 3}}
+    assert mixing.summary(manifest)["bad_rows"] == 3
+    import dataclasses
+    field = {f.name: f for f in dataclasses.fields(mixing.MixingParams)}["on_bad_rows"]
+    assert field.default == "skip"

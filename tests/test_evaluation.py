@@ -20,7 +20,7 @@ DEFAULTS = dict(
     split="", settings=["direct", "cot"], subtasks=[], max_per_subtask=2, batch_size=8,
     max_new_tokens_direct=6, max_new_tokens_cot=8, max_context=0, sc_samples=3,
     sc_temperature=0.7, chat=False, rank_options=False, use_cache=True, seed=0, run_dir="",
-    params_file="",
+    params_file="", on_bad_rows="raise",
 )
 
 
@@ -62,6 +62,7 @@ def test_evaluate_end_to_end_writes_schema(run, tiny_t5):
     assert meta["protocol_overrides"]["max_per_subtask"] == {"protocol": 5, "used": 2}
     assert meta["protocol_overrides"]["max_new_tokens_cot"] == {"protocol": 64, "used": 8}
     assert meta["deviations"] == ["protocol quick", "subsampled", "shorter chains", "test split"]
+    assert meta["bad_items_skipped"] == 0 and meta["cache_rejected"] == 0  # issue 16 counts
     rows = _read_rows(run, "mmlu")
     assert len(rows) == 16  # 4 synthetic subjects x 2 items x 2 settings
     required = {"benchmark", "subtask", "setting", "item_id", "prompt_hash", "raw", "extracted",

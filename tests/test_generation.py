@@ -16,7 +16,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from flan_nb.eval import generation
+from flan_nb.eval import generation, generation_cache
 from flan_nb.eval.generation import GenerationCache, generate
 
 
@@ -222,7 +222,8 @@ def test_cache_skips_torn_lines(tmp_path):
     fresh = GenerationCache(root)
     assert fresh.get("k1") == "one" and fresh.get("k2") is None
     lines = shard.read_text().splitlines()
-    assert json.loads(lines[0]) == {"key": "k1", "text": "one"}
+    assert json.loads(lines[0]) == {"key": "k1", "text": "one",
+                                    "sum": generation_cache.entry_checksum("k1", "one")}
 
 
 def test_cache_key_depends_on_everything_that_matters():
@@ -351,3 +352,37 @@ def test_singleton_prefixes_still_batch(monkeypatch):
                    prefixes=[f"header {i}\n\n" for i in range(6)])
     assert out == [[p[-3:]] for p in prompts]
     assert [n for n, _ in seen] == [3, 3] and all(not kw for _, kw in seen)
+
+
+def test_cache_rejects_edited_and_wrong_typed_entries(tmp_path):
+    """Issue 16: an edited entry once changed a BBH score silently; a wrong-typed one crashed."""
+    root = tmp_path / "c"
+    cache = GenerationCache(root)
+    for k in ("k1", "k2", "k3", "k4"):
+        cache.put(k, f"text {k}")
+    shard = next(root.glob("*.jsonl"))
+    rows = [json.loads(line) for line in shard.read_text().splitlines()]
+    rows[0]["text"] = "(A)"              # edited by hand: checksum no longer matches
+    rows[1]["text"] = 7                   # wrong type
+    del rows[2]["sum"]                    # a row of the unverified old format
+    shard.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+    fresh = GenerationCache(root)
+    assert fresh.rejected == 4
+    assert [fresh.get(k) for k in ("k1", "k2", "k3", "k4")] == [None, None, None, "text k4"]
+    with pytest.raises(generation.GenerationError, match="must be a str"):
+        fresh.put("k5", 5)
+
+
+def test_generate_recomputes_an_entry_that_does_not_verify(tmp_path):
+    loaded = _tiny_t5()
+    prompts = ["alpha", "beta"]
+    reference = generate(loaded, prompts, max_new_tokens=4, cache=GenerationCache(tmp_path / "c"),
+                         progress=False)
+    shard = next((tmp_path / "c").glob("*.jsonl"))
+    rows = [json.loads(line) for line in shard.read_text().splitlines()]
+    rows[0]["text"] = "tampered"
+    shard.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cache = GenerationCache(tmp_path / "c")
+    counter = CountingGenerate(loaded.model)
+    again = generate(loaded, prompts, max_new_tokens=4, cache=cache, progress=False)
+    assert again == reference and cache.rejected == 1 and counter.calls == 1 and cache.writes == 1

@@ -13,9 +13,13 @@ def test_run_ids_are_unique_and_never_reused(tmp_path, monkeypatch):
     assert run.run_id.endswith(runs.params_hash(params)[:8])
     # same second + same params -> same id: refuse rather than overwrite (the id is pinned so the
     # clash does not depend on both calls landing in the same second)
+    # ... the second run gets a suffix instead of a raw FileExistsError (issue 16)
     monkeypatch.setattr(runs, "make_run_id", lambda *_args, **_kw: run.run_id)
-    with pytest.raises(FileExistsError):
-        runs.create_run("x", params, tmp_path)
+    second = runs.create_run("x", params, tmp_path)
+    third = runs.create_run("x", params, tmp_path)
+    assert (second.run_id, third.run_id) == (f"{run.run_id}-2", f"{run.run_id}-3")
+    assert len({run.path, second.path, third.path}) == 3 and all(
+        p.is_dir() for p in (run.path, second.path, third.path))
 
 
 def test_outputs_metrics_and_missing_output(tmp_path):
@@ -61,3 +65,81 @@ def test_find_run_by_path_id_or_unique_part(tmp_path):
         runs.find_run("demo", tmp_path)
     with pytest.raises(FileNotFoundError, match="'nope': no run match"):
         runs.find_run("nope", tmp_path)
+
+
+def _manifest(path, **runner):
+    runs.write_json(path / "manifest.json", {"experiment": "e", "status": "running",
+                                             **({"runner": runner} if runner else {})})
+
+
+def test_running_status_checks_the_runner_process(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    cases = {
+        "alive": dict(runs.runner_info()),
+        "dead": {"pid": dead.pid, "host": socket.gethostname(), "pid_started": None},
+        "elsewhere": {"pid": 1, "host": "another-host.invalid", "pid_started": None},
+        "legacy": {},
+    }
+    for name, runner in cases.items():
+        (tmp_path / name).mkdir()
+        _manifest(tmp_path / name, **runner)
+    status = {info.run_id: info.status for info in runs.list_runs(tmp_path)}
+    assert status == {"alive": "running", "dead": "interrupted", "elsewhere": "unknown",
+                      "legacy": "running"}
+    # a reused pid (same number, another process start time) is not our runner
+    reused = {**runs.runner_info(), "pid_started": 12.0}
+    assert runs.run_status({"status": "running", "runner": reused}) == "interrupted"
+    assert runs.run_status({"status": "complete", "runner": cases["dead"]}) == "complete"
+    assert "interrupted" in runs.rebuild_index(tmp_path).read_text()
+
+
+def test_sigkilled_runner_shows_interrupted(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (f"import time; from pathlib import Path; from flan_nb import runs\n"
+              f"run = runs.create_run('k', {{}}, Path({str(tmp_path)!r}))\n"
+              f"runs.write_json(run.path / 'manifest.json', {{'status': 'running', "
+              f"'runner': runs.runner_info()}})\nprint(run.path, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        assert runs.load_run(line).status == "running"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.05)
+    assert runs.load_run(line).status == "interrupted"
+
+
+def test_index_is_derived_and_never_fails_a_run(tmp_path, capsys):
+    from flan_nb import cli
+
+    run = runs.create_run("exp", {"a": 1}, tmp_path)
+    runs.write_json(run.path / "manifest.json", {"experiment": "exp", "status": "complete"})
+    assert not (tmp_path / "index.csv").exists()
+    assert cli.main(["--results", str(tmp_path), "runs"]) == 0  # `flan-nb runs` rebuilds it
+    assert run.run_id in (tmp_path / "index.csv").read_text()
+    (tmp_path / "index.csv").unlink()
+    (tmp_path / "index.csv").mkdir()  # cannot be written
+    with pytest.warns(UserWarning, match="results index not written"):
+        assert runs.try_rebuild_index(tmp_path) is None
+
+
+def test_index_csv_is_git_ignored():
+    import subprocess
+
+    from flan_nb import config
+
+    root = config.project_root()
+    ignored = subprocess.run(["git", "check-ignore", "-q", "results/index.csv"], cwd=root)
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "results/index.csv"], cwd=root,
+                             capture_output=True)
+    assert ignored.returncode == 0 and tracked.returncode != 0

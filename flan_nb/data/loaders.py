@@ -13,7 +13,6 @@ are skipped and counted (in the optional `stats` dict and a warning), so one bad
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -25,13 +24,16 @@ import datasets
 from flan_nb.data.muffin_hub import load_muffin_hub
 from flan_nb.data.promptsource import load_promptsource, load_t0
 from flan_nb.data.rows import (
+    BadField,
     BadRows,
     DataFormatError,
     is_local,
     load_hub,
     raw_example,
+    read_json_document,
     read_json_lines,
     read_lines,
+    require_text,
     to_dataset,
 )
 
@@ -66,7 +68,7 @@ def load_cot_tsv(source: str | Path, *, task: str = "", on_bad_rows: str = "rais
                     source="cot", provenance=f"{path.name}:{number}")
 
     bad = BadRows(str(path), on_bad_rows, stats)
-    return to_dataset(bad.collect(read_lines(path), row, max_examples, describe=str))
+    return to_dataset(bad.collect(read_lines(path, bad), row, max_examples, describe=str))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,16 +133,23 @@ def load_niv2(source: str | Path, *, split: str = "train", task: str = "",
                          max_examples=max_examples)
     path = Path(source)
     task = task or path.stem
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{path} line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    doc = read_json_document(path)
+    if not isinstance(doc, Mapping):
+        raise DataFormatError(f"{path}: an NIv2 task file is a JSON object, got {type(doc).__name__}")
     for key in ("Definition", "Instances"):
-        if key not in doc:
-            raise DataFormatError(f"{path}: missing field {key!r} of an NIv2 task file")
-    definition = " ".join(doc["Definition"]) if isinstance(doc["Definition"], list) else str(doc["Definition"])
+        if doc.get(key) is None:
+            raise DataFormatError(f"{path}: missing or null field {key!r} of an NIv2 task file")
+    if not isinstance(doc["Instances"], list):
+        raise DataFormatError(f"{path}: field 'Instances' must be a list")
+    try:
+        definition = require_text(" ".join(doc["Definition"]) if isinstance(doc["Definition"], list)
+                                  else doc["Definition"], "Definition")
+    except TypeError as exc:  # a list holding null / non-text, or BadField
+        raise DataFormatError(f"{path}: {exc}") from None
     positives = doc.get("Positive Examples") or []
-    pos = positives[0] if positives else {}
+    pos = positives[0] if positives and isinstance(positives[0], Mapping) else {}
+    # optional demonstration fields: null reads as absent, never as the text "None"
+    pos = {k: "" if pos.get(k) is None else str(pos[k]) for k in ("input", "output", "explanation")}
     instances = doc["Instances"]
     start, stop = {"train": (NIV2_EVAL_INSTANCES, None), "eval": (0, NIV2_EVAL_INSTANCES),
                    "all": (0, None)}[split]
@@ -148,16 +157,21 @@ def load_niv2(source: str | Path, *, split: str = "train", task: str = "",
         outputs = inst["output"]
         target = outputs[0] if isinstance(outputs, list) else outputs
         if not isinstance(target, str):
-            raise TypeError("output is not a string")
+            raise BadField(f"field `output` must be a string, got {type(target).__name__}")
         return raw_example(task, inst["input"], target, example_id=str(inst.get("id", f"{task}-{where}")),
                     source="niv2", provenance=f"{path.name}:{where}", definition=definition,
-                    pos_input=str(pos.get("input", "")), pos_output=str(pos.get("output", "")),
-                    pos_explanation=str(pos.get("explanation", "")))
+                    pos_input=pos["input"], pos_output=pos["output"], pos_explanation=pos["explanation"])
 
     bad = BadRows(str(path), on_bad_rows, stats)
     records = ((f"Instances[{i}]", inst) for i, inst in enumerate(instances[start:stop], start=start))
     return to_dataset(bad.collect(records, row, max_examples, errors=(KeyError, IndexError, TypeError),
-                                   describe=lambda e: f"bad NIv2 instance: {e!r}"), NIV2_EXTRA)
+                                   describe=_describe_niv2), NIV2_EXTRA)
+
+
+def _describe_niv2(exc: BaseException) -> str:
+    if isinstance(exc, BadField):
+        return f"bad NIv2 instance: {exc}"
+    return f"bad NIv2 instance: {exc!r}"
 
 
 NIV2_EXTRA = {k: datasets.Value("string") for k in ("definition", "pos_input", "pos_output", "pos_explanation")}
@@ -175,8 +189,9 @@ def _niv2_hub(hub_id: str, *, split: str, task: str, on_bad_rows: str, stats: di
                     pos_input="", pos_output="", pos_explanation="")
 
     bad = BadRows(f"hub {hub_id}", on_bad_rows, stats)
-    return to_dataset(bad.collect(enumerate(ds), row, max_examples, errors=(KeyError,),
-                                   describe=lambda e: f"missing field {e}"), NIV2_EXTRA)
+    return to_dataset(bad.collect(enumerate(ds), row, max_examples, errors=(KeyError, BadField),
+                                   describe=lambda e: f"missing field {e}" if isinstance(e, KeyError)
+                                   else str(e)), NIV2_EXTRA)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,10 +200,18 @@ def _niv2_hub(hub_id: str, *, split: str, task: str, on_bad_rows: str, stats: di
 _LETTERS = "ABCDEFGHIJ"
 
 
+def _text(rec: Mapping[str, Any], key: str) -> str:
+    """rec[key] as text; null is a bad row, never the text "None"."""
+    value = rec[key]
+    if value is None:
+        raise BadField(f"field `{key}` is null")
+    return str(value)
+
+
 def _slice_row(rec: Mapping[str, Any]) -> tuple[str, str, list[str]]:
     """(inputs, targets, options) from the four llm-foundry formats."""
     if "query" in rec:  # multiple choice: {"query", "choices", "gold"}
-        choices, gold, query = list(rec["choices"]), int(rec["gold"]), str(rec["query"])
+        choices, gold, query = list(rec["choices"]), int(rec["gold"]), _text(rec, "query")
         if not 0 <= gold < len(choices):
             raise ValueError(f"gold {gold} outside {len(choices)} choices")
         if all(c in _LETTERS for c in choices) and "Choices:" in query:
@@ -205,14 +228,14 @@ def _slice_row(rec: Mapping[str, Any]) -> tuple[str, str, list[str]]:
         options, gold = list(rec["context_options"]), int(rec["gold"])
         if not 0 <= gold < len(options):
             raise ValueError(f"gold {gold} outside {len(options)} options")
-        cont = str(rec["continuation"]).strip()
+        cont = _text(rec, "continuation").strip()
         return f"Which is the better start of a sentence that ends with: \"{cont}\"", options[gold], options
     if "aliases" in rec:  # triviaqa
-        return _strip_answer_cue(str(rec["context"])), str(rec["answer"]), []
+        return _strip_answer_cue(_text(rec, "context")), _text(rec, "answer"), []
     if "chain_of_thought" in rec:  # svamp / aqua
-        return str(rec["context"]), str(rec["answer"]), []
+        return _text(rec, "context"), _text(rec, "answer"), []
     if "continuation" in rec:  # lambada: predict the last word
-        return str(rec["context"]), str(rec["continuation"]), []
+        return _text(rec, "context"), _text(rec, "continuation"), []
     raise KeyError(f"unknown slice format with keys {sorted(rec)}")
 
 

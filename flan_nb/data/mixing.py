@@ -63,6 +63,7 @@ class MixingParams:
     data_root: str
     run_dir: str
     params_file: str
+    on_bad_rows: str = "skip"  # skip (counted in metrics mixing.bad_rows) | raise
 
 
 @dataclass(frozen=True)
@@ -410,6 +411,8 @@ def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapp
 
 def resolve(cfg: MixingParams) -> tuple[Preset, dict[str, float], dict[str, int]]:
     preset = load_preset(cfg.preset)
+    if cfg.on_bad_rows not in ("raise", "skip"):
+        raise MixingError(f"on_bad_rows must be 'raise' or 'skip', got {cfg.on_bad_rows!r}")
     if cfg.rates:
         rates = normalize_rates(dict(cfg.rates), where="rates")
     else:
@@ -424,7 +427,8 @@ def resolve(cfg: MixingParams) -> tuple[Preset, dict[str, float], dict[str, int]
 
 
 def load_task_data(tasks: Sequence[Task], data_root: Path | None, *, seed: int, synthetic_n: int,
-                   max_examples_per_task: int, progress: bool = True) -> tuple[list[TaskData], dict[str, Any]]:
+                   max_examples_per_task: int, progress: bool = True, on_bad_rows: str = "skip"
+                   ) -> tuple[list[TaskData], dict[str, Any]]:
     """Raw examples of each task (local files or synthetic); tasks that cannot load are reported."""
     from tqdm.auto import tqdm
 
@@ -436,7 +440,8 @@ def load_task_data(tasks: Sequence[Task], data_root: Path | None, *, seed: int, 
     for task in tqdm(tasks, desc="loading tasks", disable=not progress):
         try:
             ds = data.load_task(task, data_root, seed=seed, synthetic_size=synthetic_n,
-                                max_examples=max_examples_per_task or None, on_bad_rows="skip", stats=stats)
+                                max_examples=max_examples_per_task or None, on_bad_rows=on_bad_rows,
+                                stats=stats)
         except (FileNotFoundError, NotImplementedError) as exc:
             failed[task.id] = str(exc)
             continue
@@ -470,7 +475,7 @@ def build_mixture(cfg: MixingParams, run: Any, *, progress: bool = True) -> dict
     task_data, load_report = load_task_data(tasks, root, seed=cfg.seed,
                                             synthetic_n=cfg.synthetic_examples_per_family,
                                             max_examples_per_task=cfg.max_examples_per_task,
-                                            progress=progress)
+                                            progress=progress, on_bad_rows=cfg.on_bad_rows)
     if not task_data:
         failed = load_report["failed_to_load"]
         first = "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3])
@@ -506,6 +511,8 @@ def summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
         "target_length_mean": manifest["target_length"].get("mean"),
         "token_unit": manifest["token_unit"],
         "niv2_mmlu_dropped": (manifest.get("hygiene") or {}).get("niv2_mmlu_dropped_count", 0),
+        # malformed source rows skipped under on_bad_rows: skip (first messages in the manifest)
+        "bad_rows": (manifest.get("loading") or {}).get("bad_rows", 0),
     }
 
 

@@ -83,6 +83,8 @@ def fill_pattern(pattern: str, record: Mapping[str, Any]) -> str:
         if text in ("{{", "}}"):
             return text[0]
         value = field_value(record, match.group(1))
+        if value is None:  # never the text "None" in training data
+            raise ValueError(f"field {match.group(1)!r} is null")
         name = match.group(2)
         if name:
             return PATTERN_FILTERS[name](value)
@@ -325,11 +327,13 @@ def convert_muffin_record(entry: Mapping[str, Any], record: Mapping[str, Any]
     if opts_spec is None:
         options: list[str] = []
     elif isinstance(opts_spec, str):
-        options = [str(x) for x in field_value(record, opts_spec)]
+        options = [x if x is None else str(x) for x in field_value(record, opts_spec)]
     elif isinstance(opts_spec, Mapping):
-        options = [str(field_value(record, p)) for p in opts_spec["fields"]]
+        options = [None if (v := field_value(record, p)) is None else str(v) for p in opts_spec["fields"]]
     else:
         options = list(opts_spec)
+    if any(o is None for o in options):
+        raise ValueError("an option is null")
     tgt = entry["targets"]
     if tgt.get("from_options"):
         index = _answer_index(entry["answer_index"], record)
@@ -340,6 +344,8 @@ def convert_muffin_record(entry: Mapping[str, Any], record: Mapping[str, Any]
         targets = fill_pattern(tgt["pattern"], record)
     else:
         value = field_value(record, tgt["field"])
+        if value is None:
+            raise ValueError(f"target field {tgt['field']!r} is null")
         if tgt.get("at_answer_index"):
             index = _answer_index(entry["answer_index"], record)
             if not 0 <= index < len(value):

@@ -81,10 +81,42 @@ class BadRows:
         return rows
 
 
+class BadField(TypeError):
+    """A required text field of a source record is null, not a string, or holds bad bytes.
+
+    A TypeError so that every loader's `BadRows.collect` treats it as a bad row: a null NIV2
+    input must never reach training text as the string "None"."""
+
+
+def require_text(value: Any, field: str) -> str:
+    """`value` if it is a str of valid UTF-8, else BadField naming `field`."""
+    if value is None:
+        raise BadField(f"field `{field}` is null")
+    if not isinstance(value, str):
+        raise BadField(f"field `{field}` must be a string, got {type(value).__name__} {value!r:.40}")
+    bad = utf8_problem(value)
+    if bad:
+        raise BadField(f"field `{field}`: {bad}")
+    return value
+
+
+def utf8_problem(text: str) -> str | None:
+    """'byte 0xff is not valid UTF-8' when `text` (decoded with surrogateescape) holds one."""
+    for ch in text:
+        if "\udc80" <= ch <= "\udcff":
+            return f"byte 0x{ord(ch) - 0xDC00:02x} is not valid UTF-8"
+    return None
+
+
 def raw_example(task: str, inputs: str, targets: str, *, example_id: str, source: str, provenance: str,
          rationale: str = "", options: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
-    return {"task": task, "inputs": inputs, "targets": targets, "rationale": rationale,
-            "options": list(options), "example_id": example_id, "source": source,
+    """One raw row; raises BadField when inputs, targets, rationale or an option is not text."""
+    # non-text options (e.g. ints of a label list) are written as text, but null is never one
+    options = [require_text(o if o is None or isinstance(o, str) else str(o), f"options[{k}]")
+               for k, o in enumerate(options)]
+    return {"task": task, "inputs": require_text(inputs, "inputs"),
+            "targets": require_text(targets, "targets"), "rationale": require_text(rationale, "rationale"),
+            "options": options, "example_id": example_id, "source": source,
             "provenance": provenance, **extra}
 
 
@@ -120,14 +152,35 @@ def load_hub(hub_id: str, config: str | None, split: str) -> datasets.Dataset:
         return datasets.load_dataset(hub_id, config, split=split, revision="refs/convert/parquet")
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            yield number, line.rstrip("\n")
+def read_lines(path: Path, bad: BadRows | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line. A line that is not UTF-8 is a bad row of `bad` (skipped
+    under on_bad_rows=skip), or without `bad` a DataFormatError naming file and line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                reason = (f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not valid "
+                          f"UTF-8 (re-save the file as UTF-8)")
+                if bad is None:
+                    raise DataFormatError(f"{path} line {number}: {reason}") from None
+                bad.bad(number, reason)
+                continue
+            yield number, line.removesuffix("\n").removesuffix("\r")
+
+
+def read_json_document(path: Path) -> Any:
+    """A whole JSON file. Bytes that are not UTF-8 are kept as surrogates (see utf8_problem) so
+    the record holding one can be named and skipped; invalid JSON names file and line."""
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{path} line {exc.lineno}: invalid JSON: {exc.msg}") from None
 
 
 def read_json_lines(path: Path, bad: BadRows) -> Iterator[tuple[int, Any]]:
-    for number, line in read_lines(path):
+    for number, line in read_lines(path, bad):
         if not line.strip():
             continue
         try:

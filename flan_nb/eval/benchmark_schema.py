@@ -101,56 +101,146 @@ def bbh_option_texts(text: str) -> dict[str, str]:
     return dict(_OPTION_TEXT.findall(text))
 
 
-def validate(data: BenchmarkData) -> None:
-    """Raise BenchmarkDataError naming the first bad item; record tolerated quirks in meta."""
+BAD_ITEM_POLICIES = ("raise", "skip")
+# A byte that is not UTF-8, as decoded by errors="surrogateescape" (benchmark_files.read_text).
+_ESCAPED = re.compile("[\udc80-\udcff]")
+# Reader-level problem of one item (a CSV row with a missing column, a TSV line with 3 fields):
+# validate() reports it with the item's location like any other bad item.
+ERROR_KEY = "_error"
+
+
+def bad_bytes(obj: Any) -> str | None:
+    """'byte 0xff is not valid UTF-8' for the first escaped byte in any string of `obj`, else None."""
+    if isinstance(obj, str):
+        m = _ESCAPED.search(obj)
+        return f"byte 0x{ord(m.group()) - 0xDC00:02x} is not valid UTF-8" if m else None
+    values: Any = ([*obj.keys(), *obj.values()] if isinstance(obj, Mapping)
+                   else obj if isinstance(obj, (list, tuple)) else ())
+    return next((found for v in values if (found := bad_bytes(v))), None)
+
+
+def _item_where(b: str, sub: str, i: int, rec: Any, locs: Sequence[str] | None) -> str:
+    where = f"{b}/{sub} item {i}"
+    if locs is not None and i < len(locs):
+        return f"{locs[i]} ({where})"
+    if isinstance(rec, Mapping) and "id" in rec:
+        return f"{where} (id {rec['id']})"
+    return where
+
+
+class _BadItems:
+    """The on_bad_rows policy for scored items: raise on the first, or skip and count them."""
+
+    def __init__(self, policy: str) -> None:
+        if policy not in BAD_ITEM_POLICIES:
+            raise BenchmarkDataError(f"on_bad_rows must be one of {BAD_ITEM_POLICIES}, got {policy!r}")
+        self.policy = policy
+        self.messages: list[str] = []
+
+    def keep(self, check: Any, rec: Any, where: str) -> bool:
+        try:
+            check(rec, where)
+        except BenchmarkDataError as exc:
+            if self.policy == "raise":
+                raise
+            self.messages.append(str(exc))
+            return False
+        return True
+
+
+def _check_item(b: str) -> Any:
+    def check(rec: Any, where: str) -> None:
+        if isinstance(rec, Mapping) and rec.get(ERROR_KEY):
+            raise BenchmarkDataError(f"{where}: {rec[ERROR_KEY]}")
+        found = bad_bytes(rec)
+        if found:
+            raise BenchmarkDataError(f"{where}: {found}")
+        _VALIDATORS[b](rec, where)
+    return check
+
+
+def validate(data: BenchmarkData, on_bad_rows: str = "raise") -> None:
+    """Raise BenchmarkDataError naming the first bad item (file and line or JSON path when the
+    reader recorded them in meta["item_where"]); record tolerated quirks in meta.
+
+    on_bad_rows="skip" drops bad scored items instead and counts them in meta["bad_items"] (with
+    the first 20 messages in meta["bad_item_examples"]); exemplars and prompt texts are always
+    checked strictly, since skipping one would change every prompt of the subtask.
+    """
     b = data.benchmark
+    bad = _BadItems(on_bad_rows)
+    where_of = data.meta.pop("item_where", None) or {}
+    ex_where_of = data.meta.pop("exemplar_where", None) or {}
     if not data.items:
         raise BenchmarkDataError(f"{b}: no subtasks loaded")
-    for sub, rows in data.items.items():
+    check = _check_item(b)
+    for sub, rows in list(data.items.items()):
         if not rows:
             raise BenchmarkDataError(f"{b}/{sub}: no items")
-        for i, rec in enumerate(rows):
-            where = f"{b}/{sub} item {i}" + (f" (id {rec['id']})" if isinstance(rec, Mapping)
-                                              and "id" in rec else "")
-            _VALIDATORS[b](rec, where)
+        locs = where_of.get(sub)
+        kept = [rec for i, rec in enumerate(rows) if bad.keep(check, rec, _item_where(b, sub, i, rec, locs))]
+        if not kept:
+            raise BenchmarkDataError(f"{b}/{sub}: all {len(rows)} items are malformed, e.g. "
+                                     f"{bad.messages[-1]}")
+        data.items[sub] = kept
     if b in _EXEMPLAR_CHECKS:
-        missing, noun, check = _EXEMPLAR_CHECKS[b]
+        missing, noun, ex_check = _EXEMPLAR_CHECKS[b]
         for sub in data.items:
             pool = data.exemplars.get(sub)
             if not pool:
                 raise BenchmarkDataError(f"{b}/{sub}: {missing}")
             for i, rec in enumerate(pool):
-                check(rec, f"{b}/{sub} {noun} {i}")
+                where = f"{b}/{sub} {noun} {i}"
+                if ex_where_of.get(sub) is not None and i < len(ex_where_of[sub]):
+                    where = f"{ex_where_of[sub][i]} ({where})"
+                found = bad_bytes(rec) or (rec.get(ERROR_KEY) if isinstance(rec, Mapping) else None)
+                if found:
+                    raise BenchmarkDataError(f"{where}: {found}")
+                ex_check(rec, where)
     elif b == "bbh":
-        quirks = []
-        for sub, rows in data.items.items():
-            if sub not in data.exemplars:
-                raise BenchmarkDataError(f"bbh/{sub}: no cot-prompt text for this subtask")
-            info = bbh_info_for(data, sub)
-            for i, rec in enumerate(rows):
-                target = rec["target"].strip()
-                m = re.fullmatch(r"\(([A-Z])\)", target)
-                if m:
-                    opts = bbh_options(rec["input"])
-                    if m.group(1) not in opts:
-                        raise BenchmarkDataError(
-                            f"bbh/{sub} item {i}: target {target} is not among the options "
-                            f"{['(' + o + ')' for o in opts]}"
-                        )
-                elif info["kind"] == "labels" and target not in info["labels"]:
-                    raise BenchmarkDataError(
-                        f"bbh/{sub} item {i}: target {target!r} is not one of {info['labels']}"
-                    )
-                elif info["kind"] == "multiple_choice":
-                    # real BBH keeps a few of these (movie_recommendation, ruin_names); kept as is
-                    quirks.append(f"{sub}/{i}")
-        data.meta["bbh_targets_not_an_option"] = quirks
+        _validate_bbh_targets(data, bad, where_of)
+    data.meta["bad_items"] = len(bad.messages)
+    data.meta["bad_item_examples"] = bad.messages[:20]
+
+
+def _validate_bbh_targets(data: BenchmarkData, bad: _BadItems, where_of: Mapping[str, Any]) -> None:
+    quirks: list[str] = []
+    for sub, rows in data.items.items():
+        if sub not in data.exemplars:
+            raise BenchmarkDataError(f"bbh/{sub}: no cot-prompt text for this subtask")
+        info = bbh_info_for(data, sub)
+        # items dropped by the first pass shift positions: name the item by its id here
+        data.items[sub] = [rec for i, rec in enumerate(rows) if bad.keep(
+            functools.partial(_check_bbh_target, info=info, quirk=f"{sub}/{i}", quirks=quirks),
+            rec, _item_where("bbh", sub, i, rec, None))]
+        if not data.items[sub]:
+            raise BenchmarkDataError(f"bbh/{sub}: every item has a target outside its options")
+    data.meta["bbh_targets_not_an_option"] = quirks
+
+
+def _check_bbh_target(rec: Any, where: str, *, info: Mapping[str, Any], quirk: str,
+                      quirks: list[str]) -> None:
+    target = rec["target"].strip()
+    m = re.fullmatch(r"\(([A-Z])\)", target)
+    if m:
+        opts = bbh_options(rec["input"])
+        if m.group(1) not in opts:
+            raise BenchmarkDataError(f"{where}: target {target} is not among the options "
+                                     f"{['(' + o + ')' for o in opts]}")
+    elif info["kind"] == "labels" and target not in info["labels"]:
+        raise BenchmarkDataError(f"{where}: target {target!r} is not one of {info['labels']}")
+    elif info["kind"] == "multiple_choice":
+        # real BBH keeps a few of these (movie_recommendation, ruin_names); kept as is
+        quirks.append(quirk)
 
 
 def _validate_mmlu(rec: Any, where: str) -> None:
     _require(rec, ("question", "choices", "answer"), where)
+    if not isinstance(rec["question"], str):
+        raise BenchmarkDataError(f"{where}: `question` must be a string, got {type(rec['question']).__name__}")
     choices = rec["choices"]
-    if not isinstance(choices, Sequence) or isinstance(choices, str) or len(choices) != 4:
+    if (not isinstance(choices, Sequence) or isinstance(choices, str) or len(choices) != 4
+            or not all(isinstance(c, str) for c in choices)):
         raise BenchmarkDataError(f"{where}: `choices` must be a list of 4 strings, got {choices!r}")
     ans = rec["answer"]
     if isinstance(ans, bool) or not isinstance(ans, int) or not 0 <= ans <= 3:
@@ -161,12 +251,19 @@ def _validate_mmlu(rec: Any, where: str) -> None:
 
 def _validate_bbh(rec: Any, where: str) -> None:
     _require(rec, ("input", "target"), where)
-    if not str(rec["target"]).strip():
+    for key in ("input", "target"):
+        if not isinstance(rec[key], str):
+            raise BenchmarkDataError(f"{where}: `{key}` must be a string, got "
+                                     f"{type(rec[key]).__name__} {rec[key]!r}")
+    if not rec["target"].strip():
         raise BenchmarkDataError(f"{where}: empty `target`")
 
 
 def _validate_tydiqa(rec: Any, where: str) -> None:
     _require(rec, ("id", "context", "question", "answers"), where)
+    for key in ("context", "question"):
+        if not isinstance(rec[key], str):
+            raise BenchmarkDataError(f"{where}: `{key}` must be a string, got {type(rec[key]).__name__}")
     answers = rec["answers"]
     if isinstance(answers, str) or not answers or not all(isinstance(a, str) for a in answers):
         raise BenchmarkDataError(f"{where}: `answers` must be a non-empty list of str, got {answers!r}")
@@ -174,6 +271,8 @@ def _validate_tydiqa(rec: Any, where: str) -> None:
 
 def _validate_mgsm(rec: Any, where: str) -> None:
     _require(rec, ("question", "answer"), where)
+    if not isinstance(rec["question"], str):
+        raise BenchmarkDataError(f"{where}: `question` must be a string, got {type(rec['question']).__name__}")
     try:
         parse_number(str(rec["answer"]))
     except ValueError as exc:
@@ -182,6 +281,8 @@ def _validate_mgsm(rec: Any, where: str) -> None:
 
 def _validate_mgsm_exemplar(rec: Any, where: str) -> None:
     _require(rec, ("q", "a"), where)
+    if not isinstance(rec["q"], str) or not isinstance(rec["a"], str):
+        raise BenchmarkDataError(f"{where}: `q` and `a` must be strings")
 
 
 _VALIDATORS = {"mmlu": _validate_mmlu, "bbh": _validate_bbh, "tydiqa": _validate_tydiqa,
@@ -235,20 +336,43 @@ def bbh_info_for(data: BenchmarkData, name: str) -> dict[str, Any]:
     return bbh_subtask_info(name, data.items.get(name, ()), extra, given)
 
 
-def squad_records(doc: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
-    """Flatten SQuAD-1.1-form JSON into TyDiQA records."""
+def squad_records(doc: Any, where: str, locs: list[str] | None = None) -> list[dict[str, Any]]:
+    """Flatten SQuAD-1.1-form JSON into TyDiQA records; `locs` (if given) receives each record's
+    JSON path. A malformed question becomes a record validate() reports (or skips); a malformed
+    structure above the questions is an error naming its path."""
+    def items(node: Any, key: str, path: str) -> list[Any]:
+        value = node.get(key, []) if isinstance(node, Mapping) else None
+        if not isinstance(value, list):
+            raise BenchmarkDataError(f"{where} {path}: expected a mapping with a list `{key}`")
+        return value
+
     out = []
-    for a, article in enumerate(doc.get("data", [])):
-        for p, para in enumerate(article.get("paragraphs", [])):
-            for q, qa in enumerate(para.get("qas", [])):
-                loc = f"{where} data[{a}].paragraphs[{p}].qas[{q}]"
-                _require(qa, ("id", "question", "answers"), loc)
-                out.append({"id": qa["id"], "context": para["context"], "question": qa["question"],
-                            "answers": [x["text"] for x in qa["answers"]]})
+    for a, article in enumerate(items(doc, "data", "(top level)")):
+        for p, para in enumerate(items(article, "paragraphs", f"data[{a}]")):
+            for q, qa in enumerate(items(para, "qas", f"data[{a}].paragraphs[{p}]")):
+                if locs is not None:
+                    locs.append(f"{where} data[{a}].paragraphs[{p}].qas[{q}]")
+                if not isinstance(qa, Mapping):
+                    out.append(qa)
+                    continue
+                answers = qa.get("answers")
+                if isinstance(answers, list):
+                    answers = [x.get("text") if isinstance(x, Mapping) else x for x in answers]
+                out.append({"id": qa.get("id"), "context": para.get("context"),
+                            "question": qa.get("question"), "answers": answers})
     return out
 
 
 TYDIQA_MIN_EXEMPLAR_CONTEXT = 150
+
+
+def _usable_tydiqa(rec: Any) -> bool:
+    """A record that passes validation: only those can be one-shot exemplars."""
+    try:
+        _validate_tydiqa(rec, "")
+    except BenchmarkDataError:
+        return False
+    return bad_bytes(rec) is None
 
 
 def _exemplar_pool(rows: Sequence[Mapping[str, Any]], k: int = 2) -> list[dict[str, Any]]:
@@ -259,6 +383,7 @@ def _exemplar_pool(rows: Sequence[Mapping[str, Any]], k: int = 2) -> list[dict[s
     def length(r: Mapping[str, Any]) -> int:
         return len(r["context"]) + len(r["question"]) + len(r["answers"][0])
 
+    rows = [r for r in rows if _usable_tydiqa(r)]
     ok = [r for r in rows if len(r["context"]) >= TYDIQA_MIN_EXEMPLAR_CONTEXT] or list(rows)
     ranked = sorted(ok, key=lambda r: (length(r), r["id"]))
     return [dict(r) for r in ranked[:k]]

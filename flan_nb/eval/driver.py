@@ -64,6 +64,7 @@ class EvalParams:
     seed: int
     run_dir: str
     params_file: str
+    on_bad_rows: str = "raise"  # raise | skip: drop malformed benchmark items, counted in metrics meta
 
 
 @dataclass
@@ -345,7 +346,8 @@ def _open_session(benchmark: str, cfg: EvalParams, spec: str, loaded: Any,
         loaded = models.load(spec, dtype=cfg.dtype)
     data = bd.load(benchmark, source=cfg.data, data_root=cfg.data_root, split=cfg.split,
                    subtasks=list(cfg.subtasks) or None,
-                   n_per_subtask=cfg.max_per_subtask or None, seed=cfg.seed)
+                   n_per_subtask=cfg.max_per_subtask or None, seed=cfg.seed,
+                   on_bad_rows=cfg.on_bad_rows)
     return _Session(
         benchmark, cfg, loaded, state, data,
         baselines=scores.bbh_baselines(data) if benchmark == "bbh" else None,
@@ -370,6 +372,8 @@ def _meta(ses: _Session, settings: Sequence[str], spec: str) -> dict[str, Any]:
         **protocols.record(dataclasses.asdict(cfg)),
         "n_items": data.n_items, "n_subtasks": len(data.items), "settings": list(settings),
         "seed": cfg.seed, "chat": cfg.chat, "world_size": ses.state.num_processes,
+        "bad_items_skipped": int(data.meta.get("bad_items", 0)),
+        "bad_item_examples": list(data.meta.get("bad_item_examples", [])),
         **({"source_files": data.meta["source_files"]} if "source_files" in data.meta else {}),
     }
     meta["deviations"] = protocols.deviations(meta, benchmark)
@@ -465,6 +469,8 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
         rows, n = _run_setting(ses, setting, metrics)
         predictions.extend(rows)
         generated += n
+    # cache rows that did not verify (edited, wrong type): generated again, never served
+    metrics["meta"]["cache_rejected"] = ses.cache.rejected if ses.cache else 0
     if ses.state.is_main_process:
         run.write_jsonl(f"predictions/{benchmark}.jsonl", predictions)
         run.write_metrics(benchmark, metrics)

@@ -57,6 +57,27 @@ def cache_key(
     return hashlib.sha256(blob).hexdigest()
 
 
+def entry_checksum(key: str, text: str) -> str:
+    """sha256 of key and text (hex, first 32 digits): a row whose text was edited, truncated or
+    swapped with another row's no longer matches."""
+    blob = json.dumps([CACHE_VERSION, key, text], ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def _verified(line: bytes) -> dict[str, Any] | None:
+    """The row of one complete cache line, or None when it is not a verified entry."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(row, dict):
+        return None
+    key, text, checksum = row.get("key"), row.get("text"), row.get("sum")
+    if not (isinstance(key, str) and key and isinstance(text, str) and isinstance(checksum, str)):
+        return None
+    return row if checksum == entry_checksum(key, text) else None
+
+
 def default_cache_dir() -> Path:
     """`<artifacts root>/cache/generation` (env FLAN_NB_GENERATION_CACHE overrides)."""
     env = os.environ.get("FLAN_NB_GENERATION_CACHE")
@@ -86,10 +107,16 @@ class GenerationCache:
         self.hits = 0
         self.misses = 0
         self.writes = 0
+        self.rejected = 0  # rows that did not verify (see refresh); recomputed, never served
         self.refresh()
 
     def refresh(self) -> None:
-        """Read rows that other processes appended since the last read."""
+        """Read rows that other processes appended since the last read.
+
+        A complete row is trusted only when it is well-typed (`key` a sha256 hex, `text` a str)
+        and its `sum` matches entry_checksum(key, text); anything else (an edited text, a wrong
+        type, a row of an older cache version without a checksum, invalid JSON) is counted in
+        `rejected` and not served, so the prompt is generated again."""
         for shard in sorted(self.root.glob("*.jsonl")):
             start = self._read_offsets.get(shard, 0)
             with open(shard, "rb") as f:
@@ -98,11 +125,11 @@ class GenerationCache:
             # Only complete lines count; a partial line is re-read once its writer finishes it.
             end = data.rfind(b"\n") + 1
             for line in data[:end].splitlines():
-                try:
-                    row = json.loads(line)
-                    self._entries[row["key"]] = row["text"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # torn line from an interrupted writer
+                row = _verified(line)
+                if row is None:
+                    self.rejected += 1
+                    continue
+                self._entries[row["key"]] = row["text"]
             self._read_offsets[shard] = start + end
 
     def __len__(self) -> int:
@@ -124,7 +151,9 @@ class GenerationCache:
         if self._shard is None:
             name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
             self._shard = self.root / name
-        row = {"key": key, "text": text, **meta}
+        if not isinstance(text, str):
+            raise GenerationError(f"generation cache: text must be a str, got {type(text).__name__}")
+        row = {**meta, "key": key, "text": text, "sum": entry_checksum(key, text)}
         with open(self._shard, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             f.flush()

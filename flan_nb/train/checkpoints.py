@@ -9,14 +9,22 @@ into ``<root>/.tmp_step_000120`` first; ``meta.json`` is written last with ``"co
 the directory is then renamed in one ``os.replace``. A directory is only ever taken as a
 checkpoint when it is named ``step_NNNNNN`` *and* its meta.json says complete, so a kill at any
 point leaves either the previous checkpoint set or the new one, never a half checkpoint.
+
+Why checksums: a checkpoint that was complete can still go bad later (a truncated copy, bad
+sectors). meta.json records the size and sha256 of every file at save time; `latest` skips a
+checkpoint that no longer verifies, with a warning, so training resumes from the previous valid
+one instead of loading garbage or crashing. A checkpoint saved before checksums existed has no
+`files` entry and is taken as is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,7 @@ class CheckpointError(RuntimeError):
 class Checkpoint:
     step: int
     path: Path
+    verified: bool = False  # its file checksums were checked (by `latest`)
 
     def meta(self) -> dict[str, Any]:
         return read_meta(self.path)
@@ -83,9 +92,55 @@ def list_checkpoints(root: Path) -> list[Checkpoint]:
     return sorted(found, key=lambda c: c.step)
 
 
+def file_checksums(path: Path) -> dict[str, dict[str, Any]]:
+    """{relative path: {"size": bytes, "sha256": hex}} of every file under `path` but meta.json."""
+    out: dict[str, dict[str, Any]] = {}
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if rel == META:
+            continue
+        digest = hashlib.sha256()
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        out[rel] = {"size": file.stat().st_size, "sha256": digest.hexdigest()}
+    return out
+
+
+def verify(path: Path) -> str | None:
+    """Why the checkpoint at `path` no longer matches the checksums of its meta.json, or None.
+
+    Sizes are compared first (a truncated file costs no hashing)."""
+    path = Path(path)
+    meta = _complete_meta(path)
+    if meta is None:
+        return f"no complete {META}"
+    recorded = meta.get("files")
+    if recorded is None:
+        return None  # saved before checksums existed: nothing to compare
+    for rel, info in recorded.items():
+        file = path / rel
+        if not file.is_file():
+            return f"{rel} is missing"
+        if file.stat().st_size != info.get("size"):
+            return f"{rel} has {file.stat().st_size} bytes, {info.get('size')} at save time"
+    actual = file_checksums(path)
+    for rel, info in recorded.items():
+        if actual[rel]["sha256"] != info.get("sha256"):
+            return f"{rel} does not match its sha256 from save time"
+    return None
+
+
 def latest(root: Path) -> Checkpoint | None:
-    found = list_checkpoints(root)
-    return found[-1] if found else None
+    """The newest valid checkpoint whose files still verify; newer ones that do not are skipped
+    with a warning (kept on disk for inspection; the next save of that step replaces them)."""
+    for ckpt in reversed(list_checkpoints(root)):
+        problem = verify(ckpt.path)
+        if problem is None:
+            return Checkpoint(ckpt.step, ckpt.path, verified=True)
+        warnings.warn(f"checkpoint {ckpt.path} does not verify ({problem}); skipped, resuming "
+                      f"from the previous valid checkpoint", stacklevel=2)
+    return None
 
 
 def clean_partial(root: Path) -> list[Path]:
@@ -140,7 +195,7 @@ def save(accelerator: Any, root: Path, step: int, meta: dict[str, Any], *,
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         body = {**meta, "step": int(step), "complete": True,
-                "num_processes": int(accelerator.num_processes)}
+                "num_processes": int(accelerator.num_processes), "files": file_checksums(tmp)}
         meta_path = tmp / META
         meta_path.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
         # file contents reach the disk before the rename, so a power cut cannot reorder them
@@ -174,5 +229,8 @@ def load(accelerator: Any, ckpt: Checkpoint | Path) -> dict[str, Any]:
     meta = _complete_meta(path)
     if meta is None:
         raise CheckpointError(f"{path} is not a complete checkpoint (no complete {META})")
+    problem = None if isinstance(ckpt, Checkpoint) and ckpt.verified else verify(path)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} does not verify: {problem}")
     accelerator.load_state(str(path))
     return meta
