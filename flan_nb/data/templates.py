@@ -45,6 +45,7 @@ import yaml
 FORMATS = ("zs_noopt", "zs_opt", "fs_noopt", "fs_opt")
 COMPUTED_FIELDS = frozenset({"options_block"})
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "resources" / "templates"
+COT_CUES_FILE = TEMPLATE_DIR.parent / "cot_cues.yaml"
 
 # Our own candidate headers for the options block (the paper picks one at random per example).
 OPTIONS_HEADERS = (
@@ -242,6 +243,22 @@ def available_template_sets() -> list[str]:
     return sorted(p.stem for p in TEMPLATE_DIR.glob("*.yaml"))
 
 
+@functools.cache
+def cot_cues() -> tuple[str, ...]:
+    """The lower-cased reasoning-cue phrases of resources/cot_cues.yaml ("step by step", ...)."""
+    data = yaml.safe_load(COT_CUES_FILE.read_text(encoding="utf-8")) or {}
+    cues = data.get("cues") if isinstance(data, dict) else None
+    if not isinstance(cues, list) or not cues or not all(isinstance(c, str) and c.strip() for c in cues):
+        raise TemplateError(f"{COT_CUES_FILE}: expected a non-empty list of strings under 'cues'")
+    return tuple(c.strip().lower() for c in cues)
+
+
+def has_reasoning_cue(text: str) -> bool:
+    """True if `text` asks for reasoning: it contains one of `cot_cues()` (case-insensitive)."""
+    low = text.lower()
+    return any(cue in low for cue in cot_cues())
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -318,6 +335,10 @@ def render(
     opt_suffix = "opt" if has_opts else "noopt"
 
     regular = [t for t in tset.templates if not t.inline_fs]
+    if tset.has_cot and not cot and template_id is None:
+        # a bare answer must not follow a request for reasoning: answer-only renders of a CoT set
+        # use its templates without a reasoning cue (when it has any)
+        regular = [t for t in regular if not has_reasoning_cue(t.input)] or regular
     inline = [t for t in tset.templates if t.inline_fs]
     if template_id is not None:
         template = tset.get(template_id)
