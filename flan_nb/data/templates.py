@@ -304,6 +304,24 @@ def _render_pair(example: Mapping[str, Any], tset: TemplateSet, t: Template, hea
     return inputs, targets.strip()
 
 
+def _fit_exemplars(shots: Sequence[tuple[str, str]], style: ExemplarStyle, query: str, budget: int,
+                   count: Callable[[str], int], assemble: Callable[[int], str]) -> int:
+    """The most leading exemplars whose assembled prompt counts <= budget.
+
+    Blocks are counted one by one (a tokenizer call per block, not per candidate prompt); the
+    sum is then checked on the assembled text, which can differ at block joins.
+    """
+    sizes = [count(style.input_prefix + i + style.target_prefix + o + style.separator) for i, o in shots]
+    room = budget - count(style.input_prefix + query + style.query_suffix)
+    k = 0
+    while k < len(sizes) and room - sizes[k] >= 0:
+        room -= sizes[k]
+        k += 1
+    while k > 0 and count(assemble(k)) > budget:
+        k -= 1
+    return k
+
+
 def render(
     example: Mapping[str, Any],
     tset: TemplateSet,
@@ -378,8 +396,7 @@ def render(
 
     k = len(shots)
     if max_input_tokens is not None:
-        while k > 0 and count(assemble(k)) > max_input_tokens:
-            k -= 1
+        k = _fit_exemplars(shots, style, query, max_input_tokens, count, assemble)
     if k == 0:
         return zero_shot(template)
     return Rendered(assemble(k), target, template.id, f"fs_{opt_suffix}", cot, k)
