@@ -30,12 +30,21 @@ import numpy as np
 from flan_nb.data import registry as registry_mod
 from flan_nb.data.formats import FormatRatios, Renderer
 from flan_nb.data.mixture_io import MixingError, sha256_files, write_arrow
-from flan_nb.data.registry import COLLECTIONS, Registry, Task
+from flan_nb.data.mixture_plan import (  # noqa: F401  (re-exported: mixing is the public entry)
+    DEFAULT_CAPS,
+    PRESET_DIR,
+    Preset,
+    available_presets,
+    draw_counts,
+    load_preset,
+    niv2_mmlu_filter,
+    normalize_rates,
+    plan,
+    select_tasks,
+)
+from flan_nb.data.registry import COLLECTIONS, Task
 
-PRESET_DIR = Path(__file__).resolve().parents[1] / "resources" / "mixtures"
-DEFAULT_CAPS = {"muffin": 30000, "t0sf": 20000, "cot": 100000, "niv2": 5000, "synthetic": 100000}
 MIXTURE_COLUMNS = ("inputs", "targets", "task", "collection", "format", "cot", "template_id", "example_id")
-TOKEN_UNIT = "whitespace-separated words"  # what the manifest's token-length stats count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,146 +73,6 @@ class MixingParams:
     run_dir: str
     params_file: str
 
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    description: str
-    collections: tuple[str, ...]
-    rates: Mapping[str, float]
-    caps: Mapping[str, int]
-    niv2_first_n: int | None
-    only_available: bool
-    notes: str
-    path: str
-
-
-def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def load_preset(name: str) -> Preset:
-    import yaml
-
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise registry_mod.unknown(name, available_presets(), "mixture preset")
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    known = {"name", "description", "collections", "rates", "caps", "niv2_first_n", "only_available", "notes"}
-    extra = set(doc) - known
-    if extra:
-        raise MixingError(f"{path}: unknown key(s) {sorted(extra)}; known: {sorted(known)}")
-    if doc.get("name") != name:
-        raise MixingError(f"{path}: name {doc.get('name')!r} must equal the file stem {name!r}")
-    collections = tuple(doc["collections"])
-    for c in collections:
-        if c not in COLLECTIONS:
-            raise registry_mod.unknown(c, COLLECTIONS, f"collection (in {path})")
-    return Preset(name=name, description=doc.get("description", ""), collections=collections,
-                  rates=dict(doc["rates"]), caps={**DEFAULT_CAPS, **(doc.get("caps") or {})},
-                  niv2_first_n=doc.get("niv2_first_n"), only_available=bool(doc.get("only_available")),
-                  notes=doc.get("notes", ""), path=str(path))
-
-
-def normalize_rates(rates: Mapping[str, float], *, where: str = "rates", tolerance: float = 1e-6
-                    ) -> dict[str, float]:
-    """Rates as fractions summing to 1: negative -> error, other sums -> normalized + warning.
-
-    Presets pass tolerance=0.002 because the paper's Proportion B is printed rounded and sums to
-    99.9%; it is still normalized, only without the warning.
-    """
-    for key, value in rates.items():
-        if key not in COLLECTIONS:
-            raise registry_mod.unknown(key, COLLECTIONS, f"collection in {where}")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-            raise MixingError(f"{where}[{key!r}] must be a number, got {value!r}")
-        if value < 0:
-            raise MixingError(f"{where}[{key!r}] = {value} is negative; rates must be >= 0")
-    total = float(sum(rates.values()))
-    if total <= 0:
-        raise MixingError(f"{where} sum to {total}; at least one rate must be positive")
-    if not math.isclose(total, 1.0, rel_tol=0, abs_tol=tolerance):
-        warnings.warn(f"{where} sum to {total:g}, not 1; normalized to "
-                      f"{ {k: round(v / total, 4) for k, v in rates.items()} }", stacklevel=2)
-    return {k: float(v) / total for k, v in rates.items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# Task selection and held-out hygiene
-
-
-def niv2_mmlu_filter(tasks: Iterable[Task]) -> tuple[list[Task], list[str]]:
-    """Drop NIv2 tasks with ids 664-667 and 685-737 (FLAN's filter_mmlu_fn); return (kept, dropped).
-
-    The paper (footnote 4) says 44 MMLU tasks were removed; the released metadata has 57 such ids.
-    """
-    kept, dropped = [], []
-    for t in tasks:
-        if t.collection == "niv2" and registry_mod.niv2_task_number(t.id) in registry_mod.NIV2_MMLU_IDS:
-            dropped.append(t.id)
-        else:
-            kept.append(t)
-    return kept, dropped
-
-
-def select_tasks(preset: Preset, registry: Registry, data_root: Path | None) -> tuple[list[Task], dict[str, Any]]:
-    """The preset's tasks after hygiene; the report says what was dropped and why."""
-    chosen: list[Task] = []
-    for c in preset.collections:
-        tasks = registry.select(c, include_held_out=True)
-        if c == "niv2" and preset.niv2_first_n is not None:
-            tasks = sorted(tasks, key=lambda t: (registry_mod.niv2_task_number(t.id), t.id))
-            tasks = [t for t in tasks if not t.held_out][: preset.niv2_first_n]
-        chosen.extend(tasks)
-    chosen, mmlu_dropped = niv2_mmlu_filter(chosen)
-    held = [t.id for t in chosen if t.held_out]
-    chosen = [t for t in chosen if not t.held_out]
-    unavailable: list[str] = []
-    if preset.only_available:
-        cov = registry_mod.coverage(data_root, registry)
-        ok = set(cov.loc[cov["available"], "id"])
-        unavailable = [t.id for t in chosen if t.id not in ok]
-        chosen = [t for t in chosen if t.id in ok]
-    report = {"niv2_mmlu_dropped": mmlu_dropped, "niv2_mmlu_dropped_count": len(mmlu_dropped),
-              "held_out_dropped": held, "unavailable_dropped_count": len(unavailable)}
-    return chosen, report
-
-
-# ---------------------------------------------------------------------------------------------
-# Planning: exact arithmetic, no data needed
-
-
-def plan(sizes: Mapping[str, int], collection_of: Mapping[str, str], rates: Mapping[str, float],
-         caps: Mapping[str, int], num_examples: int) -> dict[str, Any]:
-    """Planned per-task probabilities and expected counts.
-
-    p(task) = rate[c] * min(n_t, cap_c) / sum_{t' in c} min(n_t', cap_c). Collections with a rate
-    but no (non-empty) task lose their share, which the others absorb (renormalized, reported).
-    """
-    capped = {t: min(int(n), int(caps[collection_of[t]])) for t, n in sizes.items()}
-    by_coll: dict[str, float] = defaultdict(float)
-    for t, n in capped.items():
-        by_coll[collection_of[t]] += n
-    live = {c: r for c, r in rates.items() if r > 0 and by_coll.get(c, 0) > 0}
-    missing = sorted(c for c, r in rates.items() if r > 0 and by_coll.get(c, 0) == 0)
-    if not live:
-        raise MixingError(f"no tasks with examples in any collection with a positive rate ({dict(rates)})")
-    total = sum(live.values())
-    coll_rate = {c: r / total for c, r in live.items()}
-    probs = {t: coll_rate.get(collection_of[t], 0.0) * capped[t] / by_coll[collection_of[t]]
-             if collection_of[t] in coll_rate else 0.0 for t in sizes}
-    return {"capped": capped, "collection_rates": coll_rate, "missing_collections": missing,
-            "probs": probs, "expected": {t: p * num_examples for t, p in probs.items()}}
-
-
-def draw_counts(probs: Mapping[str, float], num_examples: int, seed: int) -> dict[str, int]:
-    """A multinomial draw of num_examples over the tasks (sorted order, so the seed fixes it)."""
-    names = sorted(probs)
-    p = np.array([probs[n] for n in names], dtype=np.float64)
-    p = p / p.sum()
-    rng = np.random.default_rng([seed, 1])
-    counts = rng.multinomial(num_examples, p)
-    return {n: int(c) for n, c in zip(names, counts, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +124,7 @@ def _render_chunk(chunk: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     samples: dict[str, dict[str, Any]] = {}
     every = w["hist_every"]
     render = renderer.render
+    count = renderer.counter.count
     for pos, label in enumerate(labels[lo:hi].tolist(), start=lo):
         name = names[label]
         td = by_id[name]
@@ -265,8 +135,8 @@ def _render_chunk(chunk: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
         key = fmt + "+cot" if cot else fmt
         keys.append(key)
         if pos % every == 0:
-            in_lens.append(len(inputs.split()))
-            out_lens.append(len(targets.split()))
+            in_lens.append(count(inputs))
+            out_lens.append(count(targets))
         if key not in samples:
             samples[key] = {"task": name, "inputs": inputs, "targets": targets, "template_id": tid}
         inputs_col.append(inputs)
@@ -288,6 +158,95 @@ def _render_chunk(chunk: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     return cols, stats
 
 
+def _check_inputs(task_data: Sequence[TaskData], caps: Mapping[str, int], num_examples: int,
+                  workers: int) -> None:
+    if num_examples <= 0:
+        raise MixingError(f"num_examples must be > 0, got {num_examples}")
+    if workers < 1:
+        raise MixingError(f"workers must be >= 1, got {workers}")
+    for td in task_data:
+        if td.task.held_out:
+            raise MixingError(f"task {td.task.id} is held out and can never be in a mixture")
+        if td.task.collection not in caps:
+            raise MixingError(f"no cap for collection {td.task.collection!r}; caps: {dict(caps)}")
+
+
+def _interleave(counts: Mapping[str, int], sizes: Mapping[str, int], num_examples: int,
+                seed: int) -> dict[str, Any]:
+    """Task labels repeated by their counts and shuffled once, each task's example permutation,
+    and every task's cursor at each chunk start (so chunks render independently)."""
+    names = sorted(counts)
+    labels = np.repeat(np.arange(len(names), dtype=np.int32), [counts[n] for n in names])
+    np.random.default_rng([seed, 2]).shuffle(labels)
+    perms = {n: np.random.default_rng([seed, 3, i]).permutation(sizes[n]).tolist()
+             for i, n in enumerate(names) if counts[n]}
+    n_chunks = math.ceil(num_examples / CHUNK)
+    starts = np.zeros((n_chunks, len(names)), dtype=np.int64)
+    for c in range(1, n_chunks):
+        starts[c] = starts[c - 1] + np.bincount(labels[(c - 1) * CHUNK: c * CHUNK], minlength=len(names))
+    return {"names": names, "labels": labels, "perms": perms, "starts": starts, "n_chunks": n_chunks}
+
+
+def _render_all(order: Mapping[str, Any], by_id: Mapping[str, TaskData], renderer: Renderer, *,
+                seed: int, num_examples: int, out_dir: Path, workers: int, progress: bool,
+                histogram_sample: int) -> tuple[list[Path], dict[str, Any]]:
+    """Render every chunk (here or in forked workers) and write the shards; merged chunk stats."""
+    _WORK.clear()
+    _WORK.update(names=order["names"], labels=order["labels"], by_id=by_id, perms=order["perms"],
+                 renderer=renderer, seed=seed, starts=order["starts"],
+                 hist_every=max(1, num_examples // histogram_sample))
+    acc: dict[str, Any] = {"formats": Counter(), "by_collection": defaultdict(Counter), "in": [], "out": [],
+                           "samples": {}}
+
+    def merged(results: Iterable[tuple[dict[str, list[Any]], dict[str, Any]]]) -> Iterator[dict[str, list[Any]]]:
+        for cols, stats in results:
+            acc["formats"].update(stats["formats"])
+            for c, fm in stats["by_collection"].items():
+                acc["by_collection"][c].update(fm)
+            acc["in"].extend(stats["in"])
+            acc["out"].extend(stats["out"])
+            for k, v in stats["samples"].items():
+                acc["samples"].setdefault(k, v)
+            yield cols
+
+    chunks = range(order["n_chunks"])
+    try:
+        if workers == 1:
+            paths = write_arrow(merged(map(_render_chunk, chunks)), out_dir, total=num_examples,
+                                shard_size=10 * CHUNK, progress=progress)
+        else:
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                paths = write_arrow(merged(pool.imap(_render_chunk, chunks)), out_dir,
+                                    total=num_examples, shard_size=10 * CHUNK, progress=progress)
+    finally:
+        _WORK.clear()
+    return paths, acc
+
+
+def _per_task_and_collection(counts: Mapping[str, int], sizes: Mapping[str, int], coll_of: Mapping[str, str],
+                             planned: Mapping[str, Any], rates: Mapping[str, float],
+                             num_examples: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Manifest rows: per task (available, capped, planned, realized, epochs) and per collection,
+    with `expected_passes` = realized rows / capped pool (> 1 means examples are repeated)."""
+    names = sorted(counts)
+    per_task = {n: {"collection": coll_of[n], "available": sizes[n], "capped": planned["capped"][n],
+                    "planned": round(planned["expected"][n], 3), "realized": counts[n],
+                    "epochs": round(counts[n] / sizes[n], 3) if sizes[n] else None} for n in names}
+    per_coll: dict[str, dict[str, Any]] = {}
+    for c in sorted(set(coll_of.values()) | set(rates)):
+        mine = [n for n in names if coll_of[n] == c]
+        realized = sum(counts[n] for n in mine)
+        pool = sum(planned["capped"][n] for n in mine)
+        per_coll[c] = {"tasks": len(mine), "rate_requested": rates.get(c, 0.0),
+                       "planned_fraction": planned["collection_rates"].get(c, 0.0),
+                       "planned": round(planned["collection_rates"].get(c, 0.0) * num_examples, 3),
+                       "realized": realized, "realized_fraction": realized / num_examples,
+                       "capped_pool": pool, "expected_passes": round(realized / pool, 4) if pool else None}
+    return per_task, per_coll
+
+
 def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapping[str, int],
         num_examples: int, seed: int, ratios: FormatRatios, out_dir: Path, workers: int = 1,
         progress: bool = True, histogram_sample: int = 20000,
@@ -296,101 +255,39 @@ def mix(task_data: Sequence[TaskData], *, rates: Mapping[str, float], caps: Mapp
     with `extra` (the caller's provenance: preset, hygiene, loading) merged in.
 
     `workers` > 1 renders chunks in forked processes; the bytes written do not depend on it.
+    Lengths in the manifest count `ratios.tokenizer` units (`token_unit` names them).
     """
-    if num_examples <= 0:
-        raise MixingError(f"num_examples must be > 0, got {num_examples}")
-    if workers < 1:
-        raise MixingError(f"workers must be >= 1, got {workers}")
+    _check_inputs(task_data, caps, num_examples, workers)
     by_id = {td.task.id: td for td in task_data}
-    for td in task_data:
-        if td.task.held_out:
-            raise MixingError(f"task {td.task.id} is held out and can never be in a mixture")
     sizes = {tid: len(td.rows) for tid, td in by_id.items()}
     coll_of = {tid: td.task.collection for tid, td in by_id.items()}
-    for c in {*coll_of.values()}:
-        if c not in caps:
-            raise MixingError(f"no cap for collection {c!r}; caps: {dict(caps)}")
     planned = plan(sizes, coll_of, rates, caps, num_examples)
     counts = draw_counts(planned["probs"], num_examples, seed)
-
-    # The interleaving order: task labels repeated by their counts, shuffled once.
-    names = sorted(counts)
-    labels = np.repeat(np.arange(len(names), dtype=np.int32), [counts[n] for n in names])
-    np.random.default_rng([seed, 2]).shuffle(labels)
-    perms = {n: np.random.default_rng([seed, 3, i]).permutation(sizes[n]).tolist()
-             for i, n in enumerate(names) if counts[n]}
-    n_chunks = math.ceil(num_examples / CHUNK)
-    starts = np.zeros((n_chunks, len(names)), dtype=np.int64)  # per-task cursor at each chunk start
-    for c in range(1, n_chunks):
-        starts[c] = starts[c - 1] + np.bincount(labels[(c - 1) * CHUNK: c * CHUNK], minlength=len(names))
+    order = _interleave(counts, sizes, num_examples, seed)
     renderer = Renderer(ratios)
-    # every set (and every fallback) is settled here, before any fork, so the manifest can read
+    # every set (and every fallback) is settled before any fork, so the manifest can read
     # renderer.fallbacks directly
     for td in task_data:
         renderer.template_set(td.task)
-    _WORK.clear()
-    _WORK.update(names=names, labels=labels, by_id=by_id, perms=perms, renderer=renderer, seed=seed,
-                 starts=starts, hist_every=max(1, num_examples // histogram_sample))
-    fmt_counts: Counter[str] = Counter()
-    coll_formats: dict[str, Counter[str]] = defaultdict(Counter)
-    in_lens: list[int] = []
-    out_lens: list[int] = []
-    samples: dict[str, dict[str, Any]] = {}
-
-    def merged(results: Iterable[tuple[dict[str, list[Any]], dict[str, Any]]]) -> Iterator[dict[str, list[Any]]]:
-        for cols, stats in results:
-            fmt_counts.update(stats["formats"])
-            for c, fm in stats["by_collection"].items():
-                coll_formats[c].update(fm)
-            in_lens.extend(stats["in"])
-            out_lens.extend(stats["out"])
-            for k, v in stats["samples"].items():
-                samples.setdefault(k, v)
-            yield cols
-
-    try:
-        if workers == 1:
-            paths = write_arrow(merged(map(_render_chunk, range(n_chunks))), out_dir,
-                                total=num_examples, shard_size=10 * CHUNK, progress=progress)
-        else:
-            import multiprocessing
-
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                paths = write_arrow(merged(pool.imap(_render_chunk, range(n_chunks))), out_dir,
-                                    total=num_examples, shard_size=10 * CHUNK, progress=progress)
-    finally:
-        _WORK.clear()
-    fingerprint = sha256_files(paths)
-    per_task = {}
-    for n in names:
-        per_task[n] = {"collection": coll_of[n], "available": sizes[n], "capped": planned["capped"][n],
-                       "planned": round(planned["expected"][n], 3), "realized": counts[n],
-                       "epochs": round(counts[n] / sizes[n], 3) if sizes[n] else None}
-    per_coll: dict[str, dict[str, Any]] = {}
-    for c in sorted(set(coll_of.values()) | set(rates)):
-        realized = sum(counts[n] for n in names if coll_of[n] == c)
-        per_coll[c] = {"tasks": sum(1 for n in names if coll_of[n] == c),
-                       "rate_requested": rates.get(c, 0.0),
-                       "planned_fraction": planned["collection_rates"].get(c, 0.0),
-                       "planned": round(planned["collection_rates"].get(c, 0.0) * num_examples, 3),
-                       "realized": realized, "realized_fraction": realized / num_examples}
-    plain = Counter()
-    cot_counts = Counter()
-    for key, v in fmt_counts.items():
+    paths, acc = _render_all(order, by_id, renderer, seed=seed, num_examples=num_examples, out_dir=out_dir,
+                             workers=workers, progress=progress, histogram_sample=histogram_sample)
+    per_task, per_coll = _per_task_and_collection(counts, sizes, coll_of, planned, rates, num_examples)
+    plain: Counter[str] = Counter()
+    cot_counts: Counter[str] = Counter()
+    for key, v in acc["formats"].items():
         plain[key.removesuffix("+cot")] += v
         cot_counts[str(key.endswith("+cot"))] += v
     manifest = {
         "num_examples": num_examples, "seed": seed, "files": [p.name for p in paths],
-        "fingerprint_sha256": fingerprint, "per_collection": per_coll, "per_task": per_task,
+        "fingerprint_sha256": sha256_files(paths), "per_collection": per_coll, "per_task": per_task,
         "missing_collections": planned["missing_collections"], "caps": dict(caps),
         "format_counts": dict(sorted(plain.items())), "cot_counts": dict(sorted(cot_counts.items())),
-        "format_by_collection": {c: dict(sorted(v.items())) for c, v in sorted(coll_formats.items())},
-        "format_ratios": dataclasses.asdict(ratios),
-        "token_unit": TOKEN_UNIT, "input_length": _length_stats(in_lens), "target_length": _length_stats(out_lens),
-        "length_samples": {"inputs": in_lens[:5000], "targets": out_lens[:5000]},
+        "format_by_collection": {c: dict(sorted(v.items())) for c, v in sorted(acc["by_collection"].items())},
+        "format_ratios": dataclasses.asdict(ratios), "token_unit": renderer.counter.unit,
+        "input_length": _length_stats(acc["in"]), "target_length": _length_stats(acc["out"]),
+        "length_samples": {"inputs": acc["in"][:5000], "targets": acc["out"][:5000]},
         "template_fallbacks": dict(sorted(renderer.fallbacks.items())),
-        "samples": dict(sorted(samples.items())),
-        **(extra or {}),
+        "samples": dict(sorted(acc["samples"].items())), **(extra or {}),
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
