@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from flan_nb.data import fewshot, mixture_size
 from flan_nb.data import registry as registry_mod
 from flan_nb.data.formats import FormatRatios, Renderer
 from flan_nb.data.mixture_io import MixingError, sha256_files, write_arrow
@@ -35,8 +36,10 @@ from flan_nb.data.mixture_plan import (  # noqa: F401  (re-exported: mixing is t
     PRESET_DIR,
     Preset,
     available_presets,
+    check_missing,
     draw_counts,
     load_preset,
+    missing_data,
     niv2_mmlu_filter,
     normalize_rates,
     plan,
@@ -57,7 +60,7 @@ class MixingParams:
 
     seed: int
     preset: str
-    num_examples: int
+    num_examples: int | str  # a count, or "auto" (mixture_size: sized from the training budget)
     rates: dict[str, float]
     caps: dict[str, int]
     fs_fraction: float
@@ -65,6 +68,9 @@ class MixingParams:
     cot_fraction: float
     max_exemplars: int
     max_input_tokens: int
+    fill_fraction: float
+    tokenizer: str
+    allow_missing: bool
     synthetic_examples_per_family: int
     max_examples_per_task: int
     contamination: bool
@@ -315,13 +321,15 @@ def resolve(cfg: MixingParams) -> tuple[Preset, dict[str, float], dict[str, int]
 
 def load_task_data(tasks: Sequence[Task], data_root: Path | None, *, seed: int, synthetic_n: int,
                    max_examples_per_task: int, progress: bool = True) -> tuple[list[TaskData], dict[str, Any]]:
-    """Raw examples of each task (local files or synthetic); tasks that cannot load are reported."""
+    """Raw examples of each task (local files or synthetic), deduplicated by normalized input
+    (fewshot.dedupe_rows, counted per task); tasks that cannot load are reported with the reason."""
     from tqdm.auto import tqdm
 
     from flan_nb.data import loaders as data
 
     out: list[TaskData] = []
     failed: dict[str, str] = {}
+    dropped: dict[str, int] = {}
     stats: dict[str, Any] = {}
     for task in tqdm(tasks, desc="loading tasks", disable=not progress):
         try:
@@ -330,24 +338,42 @@ def load_task_data(tasks: Sequence[Task], data_root: Path | None, *, seed: int, 
         except (FileNotFoundError, NotImplementedError) as exc:
             failed[task.id] = str(exc)
             continue
-        if len(ds):
-            out.append(TaskData(task, ds.to_list()))
+        rows, n_dup = fewshot.dedupe_rows(ds.to_list())
+        if n_dup:
+            dropped[task.id] = n_dup
+        if rows:
+            out.append(TaskData(task, rows))
         else:
             failed[task.id] = "no examples"
     return out, {"failed_to_load": failed, "bad_rows": stats.get("bad_rows", 0),
-                 "bad_examples": stats.get("bad_examples", [])}
+                 "bad_examples": stats.get("bad_examples", []), "duplicates_dropped": dropped,
+                 "duplicates_dropped_total": sum(dropped.values())}
+
+
+def _num_examples(cfg: MixingParams, task_data: Sequence[TaskData], rates: Mapping[str, float],
+                  caps: Mapping[str, int], ratios: FormatRatios) -> tuple[int, dict[str, Any] | None]:
+    if cfg.num_examples == mixture_size.AUTO:
+        sizing = mixture_size.auto_num_examples(task_data, rates=rates, caps=caps, ratios=ratios,
+                                                seed=cfg.seed, params_file=cfg.params_file)
+        return sizing["num_examples"], sizing
+    if isinstance(cfg.num_examples, str):
+        raise MixingError(f"num_examples must be a positive integer or {mixture_size.AUTO!r}, "
+                          f"got {cfg.num_examples!r}")
+    return int(cfg.num_examples), None
 
 
 def build_mixture(cfg: MixingParams, run: Any, *, progress: bool = True) -> dict[str, Any]:
-    """Notebook 01's one call: select tasks, load, mix, write under run.artifacts/'mixture'.
+    """Notebook 01's one call: select tasks, load, check nothing is missing, size, mix, write under
+    run.artifacts/'mixture'. Records `mixture_path` and writes the `mixing` metrics section.
 
-    Records `mixture_path` and writes the `mixing` metrics section. Returns the manifest.
+    Raises MixingError listing every missing collection and task unless `allow_missing` (or the
+    preset is `only_available`); the mixture is then marked partial. Returns the manifest.
     """
     from flan_nb import config
 
     preset, rates, caps = resolve(cfg)
     ratios = FormatRatios(cfg.fs_fraction, cfg.opt_fraction, cfg.cot_fraction, cfg.max_exemplars,
-                          cfg.max_input_tokens)
+                          cfg.max_input_tokens, cfg.fill_fraction, cfg.tokenizer)
     root = config.data_root(cfg.data_root)
     if root is not None and not root.is_dir():
         raise FileNotFoundError(f"data_root {root} does not exist")
@@ -361,21 +387,24 @@ def build_mixture(cfg: MixingParams, run: Any, *, progress: bool = True) -> dict
                                             synthetic_n=cfg.synthetic_examples_per_family,
                                             max_examples_per_task=cfg.max_examples_per_task,
                                             progress=progress)
+    coll_of = {t.id: t.collection for t in registry.tasks.values()}
+    missing = missing_data(preset.collections, rates, [td.task for td in task_data],
+                           load_report["failed_to_load"], hygiene["unavailable_dropped"], coll_of)
+    check_missing(missing, preset=preset.name, allow_missing=cfg.allow_missing or preset.only_available)
     if not task_data:
-        failed = load_report["failed_to_load"]
-        first = "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3])
-        raise FileNotFoundError(
-            f"preset {preset.name!r}: none of its {len(tasks)} tasks could be loaded (set data_root to "
-            f"the offline mirror, or run connected to the hub). First failures: {first}")
-    if load_report["failed_to_load"]:
-        warnings.warn(f"preset {preset.name!r}: {len(load_report['failed_to_load'])} of {len(tasks)} tasks "
-                      f"have no data here and are left out (see manifest['loading'])", stacklevel=2)
+        raise MixingError(f"preset {preset.name!r}: none of its {len(tasks)} tasks could be loaded")
+    if missing["partial"]:
+        warnings.warn(f"preset {preset.name!r}: the mixture is PARTIAL ({len(missing['tasks'])} tasks, "
+                      f"collections {sorted(missing['collections']) or 'none'} missing; see manifest['missing'])",
+                      stacklevel=2)
+    num_examples, sizing = _num_examples(cfg, task_data, rates, caps, ratios)
     out_dir = Path(run.artifacts) / "mixture"
-    manifest = mix(task_data, rates=rates, caps=caps, num_examples=cfg.num_examples, seed=cfg.seed,
+    manifest = mix(task_data, rates=rates, caps=caps, num_examples=num_examples, seed=cfg.seed,
                    ratios=ratios, out_dir=out_dir, workers=cfg.workers, progress=progress,
                    extra={"preset": preset.name, "preset_notes": preset.notes, "hygiene": hygiene,
-                          "loading": load_report, "tasks_selected": len(tasks),
-                          "tasks_mixed": len(task_data)})
+                          "loading": load_report, "tasks_selected": len(tasks), "tasks_mixed": len(task_data),
+                          "partial": missing["partial"], "missing": missing, "sizing": sizing,
+                          "duplicates_dropped": load_report["duplicates_dropped"]})
     run.record_output("mixture_path", str(out_dir))
     run.write_json("mixing/manifest.json", manifest)
     run.write_metrics("mixing", summary(manifest))
@@ -383,19 +412,22 @@ def build_mixture(cfg: MixingParams, run: Any, *, progress: bool = True) -> dict
 
 
 def summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The compact `mixing` section of metrics.json."""
+    """The compact `mixing` section of metrics.json (`partial` marks a mixture missing data)."""
     return {
         "preset": manifest.get("preset"), "num_examples": manifest["num_examples"],
         "tasks_mixed": manifest.get("tasks_mixed", len(manifest["per_task"])),
         "fingerprint_sha256": manifest["fingerprint_sha256"],
+        "partial": bool(manifest.get("partial", False)),
+        "missing_tasks": len((manifest.get("missing") or {}).get("tasks", {})),
+        "missing_collections": sorted((manifest.get("missing") or {}).get("collections", {})),
         "collections": {c: {"planned_fraction": round(v["planned_fraction"], 4),
-                            "realized_fraction": round(v["realized_fraction"], 4), "tasks": v["tasks"]}
+                            "realized_fraction": round(v["realized_fraction"], 4), "tasks": v["tasks"],
+                            "expected_passes": v.get("expected_passes")}
                         for c, v in manifest["per_collection"].items()},
         "format_counts": manifest["format_counts"],
         "input_length_mean": manifest["input_length"].get("mean"),
         "target_length_mean": manifest["target_length"].get("mean"),
         "token_unit": manifest["token_unit"],
+        "duplicates_dropped": sum((manifest.get("duplicates_dropped") or {}).values()),
         "niv2_mmlu_dropped": (manifest.get("hygiene") or {}).get("niv2_mmlu_dropped_count", 0),
     }
-
-

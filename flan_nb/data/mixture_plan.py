@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,8 @@ def select_tasks(preset: Preset, registry: Registry, data_root: Path | None) -> 
         unavailable = [t.id for t in chosen if t.id not in ok]
         chosen = [t for t in chosen if t.id in ok]
     report = {"niv2_mmlu_dropped": mmlu_dropped, "niv2_mmlu_dropped_count": len(mmlu_dropped),
-              "held_out_dropped": held, "unavailable_dropped_count": len(unavailable)}
+              "held_out_dropped": held, "unavailable_dropped_count": len(unavailable),
+              "unavailable_dropped": unavailable}
     return chosen, report
 
 
@@ -164,3 +165,36 @@ def draw_counts(probs: Mapping[str, float], num_examples: int, seed: int) -> dic
     counts = rng.multinomial(num_examples, p)
     return {n: int(c) for n, c in zip(names, counts, strict=True)}
 
+
+
+def missing_data(preset_collections: Sequence[str], rates: Mapping[str, float], mixed: Sequence[Task],
+                 failed: Mapping[str, str], unavailable: Sequence[str],
+                 collection_of: Mapping[str, str]) -> dict[str, Any]:
+    """What the preset asked for and the mixture lacks: {"collections": {c: reason},
+    "tasks": {task: reason}}; `partial` is true when either is non-empty."""
+    tasks = dict(failed)
+    for t in unavailable:
+        tasks.setdefault(t, "not in the offline mirror (preset only_available)")
+    have = {t.collection for t in mixed}
+    colls = {c: "no loadable task" for c in preset_collections if rates.get(c, 0) > 0 and c not in have}
+    by_coll: dict[str, int] = defaultdict(int)
+    for t in tasks:
+        by_coll[collection_of.get(t, "?")] += 1
+    return {"partial": bool(colls or tasks), "collections": colls, "tasks": dict(sorted(tasks.items())),
+            "tasks_missing_by_collection": dict(sorted(by_coll.items()))}
+
+
+def check_missing(missing: Mapping[str, Any], *, preset: str, allow_missing: bool) -> None:
+    """Raise MixingError listing every missing collection and task with its reason, unless
+    `allow_missing` (then the run goes on and is marked partial)."""
+    if not missing["partial"] or allow_missing:
+        return
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for task, reason in missing["tasks"].items():
+        by_reason[str(reason).splitlines()[0] if reason else "?"].append(task)
+    lines = [f"preset {preset!r}: the mixture would be partial"]
+    lines += [f"  collection {c}: {r}" for c, r in missing["collections"].items()]
+    lines += [f"  {len(ts)} task(s) [{reason}]: {', '.join(ts)}" for reason, ts in by_reason.items()]
+    lines.append("Fix: set data_root (or FLAN_NB_DATA) to a mirror that holds them, run connected to "
+                 "the hub, or set allow_missing: true to mix what loads (the run is then marked partial).")
+    raise MixingError("\n".join(lines))
