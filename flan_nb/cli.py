@@ -123,6 +123,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from flan_nb import config
+    from flan_nb.data import template_audit
+
+    report = template_audit.audit(config.data_root(args.data_root or ""))
+    print(json.dumps(report, indent=1) if args.json else template_audit.audit_table(report).to_string())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flan-nb", description=__doc__)
     parser.add_argument("--results", default=None,
@@ -152,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.set_defaults(func=_cmd_compare)
+    p = sub.add_parser("audit-templates", help="templates per task, instruction and CoT-cue fractions, "
+                       "duplicates, missing tasks")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--data-root", default="", help="offline mirror (default: $FLAN_NB_DATA)")
+    p.set_defaults(func=_cmd_audit)
     return parser
 
 

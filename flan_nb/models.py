@@ -370,3 +370,35 @@ def fingerprint(model: Any, identity: dict[str, Any], dtype: Any) -> str:
     payload = json.dumps({"identity": identity, "config": config, "dtype": str(dtype),
                           "weights": weights_digest(model)}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def load_tokenizer(spec: str) -> tuple[Any, str]:
+    """(tokenizer, kind) for a model spec without loading its weights (kind: seq2seq | causal).
+
+    Same specs as `load`; used to count prompt lengths in the model's own tokens (the few-shot
+    budget and `num_examples: auto` of notebook 01). Raises ModelSpecError like `load`.
+    """
+    spec = str(spec).strip()
+    if spec.startswith(BUILTIN_PREFIX):
+        name = spec[len(BUILTIN_PREFIX):]
+        if name not in BUILTINS:
+            raise ModelSpecError(f"model spec {spec!r}: unknown builtin {name!r}; known: "
+                                 f"{', '.join(BUILTIN_PREFIX + b for b in BUILTINS)}")
+        family = BUILTIN_SIZES[name][0]
+        return _byte_tokenizer(with_bos=family == "llama"), "seq2seq" if family == "t5" else "causal"
+    from transformers import AutoConfig, AutoTokenizer
+
+    if spec == SMOLLM2_SPEC or spec.lower().endswith(".gguf"):
+        path = smollm2_path() if spec == SMOLLM2_SPEC else Path(spec).expanduser()
+        if not path.is_file():
+            raise ModelSpecError(f"model spec {spec!r}: GGUF file {path} does not exist")
+        arch = "llama" if spec == SMOLLM2_SPEC else _gguf_architecture(path)
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        return tok, "seq2seq" if arch in T5_FAMILY else "causal"
+    try:
+        config = AutoConfig.from_pretrained(spec)
+        return AutoTokenizer.from_pretrained(spec), _kind_of(config)
+    except (OSError, ValueError) as exc:
+        said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelSpecError(f"tokenizer of model spec {spec!r} cannot be loaded (not a builtin, "
+                             f"GGUF file, model directory or reachable hub id): {said}") from exc

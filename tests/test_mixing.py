@@ -199,7 +199,7 @@ def test_format_ratios_are_respected(tmp_path):
 def _cfg(**over) -> mixing.MixingParams:
     base = dict(seed=0, preset="synthetic", num_examples=600, rates={}, caps={}, fs_fraction=0.5,
                 opt_fraction=0.5, cot_fraction=0.5, max_exemplars=2, max_input_tokens=512,
-                synthetic_examples_per_family=60, max_examples_per_task=0, contamination=False,
+                fill_fraction=0.0, tokenizer="whitespace", allow_missing=False, synthetic_examples_per_family=60, max_examples_per_task=0, contamination=False,
                 workers=1, data_root="", run_dir="", params_file="")
     base.update(over)
     return mixing.MixingParams(**base)

@@ -129,7 +129,7 @@ def test_sets_without_options_never_add_a_block():
     ex = {"inputs": "Is the sky green?\nOptions:\n- yes\n- no", "targets": "no",
           "rationale": "The sky is blue.", "options": ["yes", "no"]}
     r = T.render(ex, T.load_template_set("creak"), fmt="zs_opt", rng=random.Random(0),
-                 template_id="creak1")
+                 template_id="creak9")  # creak9 is the bare "{inputs}" template
     assert r.format == "zs_noopt" and r.inputs == ex["inputs"]
 
 

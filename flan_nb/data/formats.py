@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flan_nb.data import templates
+from flan_nb.data import fewshot, templates
 from flan_nb.data.mixture_io import MixingError
 from flan_nb.data.registry import Task
 
@@ -19,19 +19,34 @@ from flan_nb.data.registry import Task
 
 @dataclass
 class FormatRatios:
+    """How often each format is drawn and how few-shot prompts are built.
+
+    fs_fraction / opt_fraction / cot_fraction: shares of few-shot, with-options and CoT renders.
+    max_exemplars: a few-shot render draws 1..max_exemplars exemplars (the collection uses up to
+    5). fill_fraction: share of few-shot renders that instead take as many exemplars as fit
+    (up to fewshot.FILL_DRAW). max_input_tokens: both kinds are pruned to this many tokens of
+    `tokenizer` (a model spec, or `whitespace` as the explicit word-count fallback); 0 = no limit.
+    """
+
     fs_fraction: float
     opt_fraction: float
     cot_fraction: float
     max_exemplars: int
     max_input_tokens: int
+    fill_fraction: float = 0.0
+    tokenizer: str = fewshot.WHITESPACE
 
     def __post_init__(self) -> None:
-        for name in ("fs_fraction", "opt_fraction", "cot_fraction"):
+        for name in ("fs_fraction", "opt_fraction", "cot_fraction", "fill_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise MixingError(f"{name} must be in [0, 1], got {value}")
-        if self.max_exemplars < 0:
-            raise MixingError(f"max_exemplars must be >= 0, got {self.max_exemplars}")
+        if not 0 <= self.max_exemplars <= fewshot.MAX_EXEMPLARS:
+            raise MixingError(f"max_exemplars must be in [0, {fewshot.MAX_EXEMPLARS}] (the collection's "
+                              f"few-shot prompts hold up to 5; use fill_fraction for longer ones), "
+                              f"got {self.max_exemplars}")
+        if self.max_input_tokens < 0:
+            raise MixingError(f"max_input_tokens must be >= 0, got {self.max_input_tokens}")
 
 
 COT_COLLECTIONS = ("cot", "synthetic")  # only these carry rationales (paper: only CoT data uses CoT formats)
@@ -48,6 +63,7 @@ class Renderer:
         # *_noopt so the choices are not shown twice (task id -> count, this process only)
         self.options_already_listed: dict[str, int] = {}
         self.available = set(templates.available_template_sets())
+        self.counter = fewshot.token_counter(ratios.tokenizer)
 
     def template_set(self, task: Task) -> templates.TemplateSet:
         if task.id not in self._sets:
@@ -72,8 +88,10 @@ class Renderer:
                rng: random.Random) -> tuple[str, str, str, str, bool]:
         """(inputs, targets, template_id, format, cot) for example `pool[index]`.
 
-        Few-shot exemplars are other examples of the same task (never the example itself),
-        1..max_exemplars of them; the template may still prune them to fit max_input_tokens.
+        Few-shot exemplars are other examples of the same task, never the example itself nor a
+        row with the same normalized input: 1..max_exemplars of them, or (a fill_fraction share of
+        few-shot renders) up to fewshot.FILL_DRAW; the template prunes them to max_input_tokens
+        counted with the ratios' tokenizer.
         """
         example = pool[index]
         tset = self.template_set(task)
@@ -84,13 +102,13 @@ class Renderer:
             fmt = fmt.removesuffix("_opt") + "_noopt"
             self.options_already_listed[task.id] = self.options_already_listed.get(task.id, 0) + 1
         exemplars: list[Mapping[str, Any]] = []
-        if fmt.startswith("fs") and self.ratios.max_exemplars > 0 and len(pool) > 1:
-            k = rng.randint(1, self.ratios.max_exemplars)
-            for _ in range(k):
-                j = rng.randrange(len(pool) - 1)
-                exemplars.append(pool[j + 1 if j >= index else j])
+        r = self.ratios
+        if fmt.startswith("fs") and r.max_exemplars > 0 and len(pool) > 1:
+            fill = r.fill_fraction > 0 and rng.random() < r.fill_fraction
+            k = fewshot.FILL_DRAW if fill else rng.randint(1, r.max_exemplars)
+            exemplars = fewshot.pick_exemplars(pool, index, k, rng)
             if cot:  # a CoT exemplar needs a rationale too
                 exemplars = [e for e in exemplars if e.get("rationale")]
         out = templates.render(example, tset, fmt=fmt, cot=cot, rng=rng, exemplars=exemplars,
-                               max_input_tokens=self.ratios.max_input_tokens or None)
+                               max_input_tokens=r.max_input_tokens or None, count_tokens=self.counter.count)
         return out.inputs, out.targets, out.template_id, out.format, out.cot

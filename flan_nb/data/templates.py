@@ -46,6 +46,7 @@ import yaml
 FORMATS = ("zs_noopt", "zs_opt", "fs_noopt", "fs_opt")
 COMPUTED_FIELDS = frozenset({"options_block"})
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "resources" / "templates"
+COT_CUES_FILE = TEMPLATE_DIR.parent / "cot_cues.yaml"
 
 # Our own candidate headers for the options block (the paper picks one at random per example).
 OPTIONS_HEADERS = (
@@ -254,6 +255,22 @@ def available_template_sets() -> list[str]:
     return sorted(top) + sorted(sub)
 
 
+@functools.cache
+def cot_cues() -> tuple[str, ...]:
+    """The lower-cased reasoning-cue phrases of resources/cot_cues.yaml ("step by step", ...)."""
+    data = yaml.safe_load(COT_CUES_FILE.read_text(encoding="utf-8")) or {}
+    cues = data.get("cues") if isinstance(data, dict) else None
+    if not isinstance(cues, list) or not cues or not all(isinstance(c, str) and c.strip() for c in cues):
+        raise TemplateError(f"{COT_CUES_FILE}: expected a non-empty list of strings under 'cues'")
+    return tuple(c.strip().lower() for c in cues)
+
+
+def has_reasoning_cue(text: str) -> bool:
+    """True if `text` asks for reasoning: it contains one of `cot_cues()` (case-insensitive)."""
+    low = text.lower()
+    return any(cue in low for cue in cot_cues())
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -307,6 +324,24 @@ def _render_pair(example: Mapping[str, Any], tset: TemplateSet, t: Template, hea
     return inputs, targets.strip()
 
 
+def _fit_exemplars(shots: Sequence[tuple[str, str]], style: ExemplarStyle, query: str, budget: int,
+                   count: Callable[[str], int], assemble: Callable[[int], str]) -> int:
+    """The most leading exemplars whose assembled prompt counts <= budget.
+
+    Blocks are counted one by one (a tokenizer call per block, not per candidate prompt); the
+    sum is then checked on the assembled text, which can differ at block joins.
+    """
+    sizes = [count(style.input_prefix + i + style.target_prefix + o + style.separator) for i, o in shots]
+    room = budget - count(style.input_prefix + query + style.query_suffix)
+    k = 0
+    while k < len(sizes) and room - sizes[k] >= 0:
+        room -= sizes[k]
+        k += 1
+    while k > 0 and count(assemble(k)) > budget:
+        k -= 1
+    return k
+
+
 def render(
     example: Mapping[str, Any],
     tset: TemplateSet,
@@ -338,6 +373,10 @@ def render(
     opt_suffix = "opt" if has_opts else "noopt"
 
     regular = [t for t in tset.templates if not t.inline_fs]
+    if tset.has_cot and not cot and template_id is None:
+        # a bare answer must not follow a request for reasoning: answer-only renders of a CoT set
+        # use its templates without a reasoning cue (when it has any)
+        regular = [t for t in regular if not has_reasoning_cue(t.input)] or regular
     inline = [t for t in tset.templates if t.inline_fs]
     if template_id is not None:
         template = tset.get(template_id)
@@ -377,8 +416,7 @@ def render(
 
     k = len(shots)
     if max_input_tokens is not None:
-        while k > 0 and count(assemble(k)) > max_input_tokens:
-            k -= 1
+        k = _fit_exemplars(shots, style, query, max_input_tokens, count, assemble)
     if k == 0:
         return zero_shot(template)
     return Rendered(assemble(k), target, template.id, f"fs_{opt_suffix}", cot, k)

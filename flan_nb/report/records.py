@@ -38,7 +38,8 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        return f"{self.experiment} / {short_model(self.model)}" if self.model else self.experiment
+        base = f"{self.experiment} / {short_model(self.model)}" if self.model else self.experiment
+        return base + (" [partial mixture]" if (self.metrics.get("mixing") or {}).get("partial") else "")
 
     @property
     def data(self) -> str:

@@ -411,7 +411,7 @@ def _summary(state: TrainState, final_dir: Path) -> dict[str, Any]:
         "tokens_per_s": (sum(r["non_pad_tokens"] for r in recent)
                          / max(1e-9, sum(r["seconds"] for r in recent))) if history else None,
         "n_examples": len(data), "truncated_inputs": data.truncated_inputs,
-        "truncated_targets": data.truncated_targets, "epochs_started": state.stream.epoch + 1,
+        "truncated_targets": data.truncated_targets, "epochs_started": state.stream.epoch + 1, "mixture_repeated": state.stream.epoch > 0,
         "processes": state.world, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
         "resumed_from": state.resumed_from, "checkpoint_path": str(final_dir),
         "mixture_path": str(state.mixture), "model": cfg.model, "kind": state.loaded.kind,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +218,10 @@ class RowStream:
                 raise TrainError("packing produced no rows from a non-empty mixture") from None
             self.epoch += 1
             self.row_in_epoch = 0
+            if self.epoch == 1:  # the paper repeats no example; a second pass breaks that
+                warnings.warn("training starts a second pass over the mixture: examples are now "
+                              "repeated (use num_examples: auto in notebook 01 to size the mixture "
+                              "to the training budget)", stacklevel=2)
             self._it = self._epoch_rows(self.epoch)
             row = next(self._it)
         self.row_in_epoch += 1
