@@ -33,3 +33,26 @@ def test_cli_json_has_the_required_keys(capsys, monkeypatch):
         assert key in report
     assert all(v >= 0.8 for v in report["cot_cue_fraction"].values())
     assert report["templates_per_task"]["cot_gsm8k"] == 10
+
+
+def test_instruction_fields_count_as_the_instruction(tmp_path):
+    # NIV2's definition and T0-SF's promptsource text are the collections' own instructions
+    for name in ("niv2", "t0sf"):
+        tset = T.load_template_set(name)
+        assert tset.instruction_fields, name
+        assert A.audit_set(tset)["instruction_fraction"] == 1.0, name
+    # without the declaration, a bare "{definition}\n\n{inputs}" template is bare record content
+    path = tmp_path / "bare.yaml"
+    path.write_text("name: bare\nfields: [definition, inputs, targets]\nhas_options: false\n"
+                    "has_cot: false\ntemplates:\n  - id: b1\n    input: \"{definition}\\n\\n{inputs}\"\n"
+                    "    target: \"{targets}\"\n", encoding="utf-8")
+    assert A.audit_set(T.load_template_file(path))["instruction_fraction"] == 0.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text(encoding="utf-8").replace("name: bare", "name: bad")
+                   + "instruction_fields: [nope]\n", encoding="utf-8")
+    try:
+        T.load_template_file(bad)
+    except T.TemplateError as exc:
+        assert "nope" in str(exc) and "bad.yaml" in str(exc)
+    else:
+        raise AssertionError("an instruction field outside 'fields' must be refused")

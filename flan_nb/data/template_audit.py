@@ -73,11 +73,14 @@ def audit_set(tset: templates.TemplateSet) -> dict[str, Any]:
     for t in tset.templates:
         if t.inline_fs:
             continue
+        # a template that renders an instruction field (NIV2's definition, T0-SF's promptsource
+        # text) carries that field's instruction, whatever words it adds around it
+        instructed = any("{" + f + "}" in t.input for f in tset.instruction_fields)
         for fmt in fmts:
             r = templates.render(record, tset, fmt=fmt, cot=tset.has_cot, rng=random.Random(0),
                                  template_id=t.id)
             total += 1
-            with_instr += input_has_instruction(r.inputs, field_values, options)
+            with_instr += instructed or input_has_instruction(r.inputs, field_values, options)
             cued += templates.has_reasoning_cue(r.inputs)
     return {"templates": len(tset.templates), "rendered": total,
             "instruction_fraction": with_instr / total if total else 0.0,

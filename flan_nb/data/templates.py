@@ -99,6 +99,9 @@ class TemplateSet:
     has_cot: bool
     templates: tuple[Template, ...]
     path: str = ""
+    # fields whose value is itself an instruction (NIV2's task definition, T0-SF's
+    # promptsource-rendered text): the template audit does not count them as bare record content
+    instruction_fields: tuple[str, ...] = ()
 
     def get(self, template_id: str) -> Template:
         for t in self.templates:
@@ -124,7 +127,8 @@ class Rendered:
 
 # ---------------------------------------------------------------- loading and validation
 
-_TOP_KEYS = {"name", "fields", "has_options", "has_cot", "templates", "description"}
+_TOP_KEYS = {"name", "fields", "has_options", "has_cot", "templates", "description",
+             "instruction_fields"}
 _TEMPLATE_KEYS = {"id", "input", "target", "cot_target", "inline_fs"}
 
 
@@ -226,8 +230,12 @@ def load_template_file(path: str | Path) -> TemplateSet:
                                         "of sets with has_options: true may")
         templates.append(Template(tid, raw["input"], raw["target"], cot_target,
                                   bool(raw.get("inline_fs", False))))
+    instruction_fields = tuple(str(f) for f in data.get("instruction_fields") or ())
+    if set(instruction_fields) - set(fields):
+        raise TemplateError(f"{path}: instruction_fields {sorted(set(instruction_fields) - set(fields))} "
+                            f"are not in 'fields' {list(fields)}")
     return TemplateSet(data["name"], fields, data["has_options"], data["has_cot"],
-                       tuple(templates), str(path))
+                       tuple(templates), str(path), instruction_fields)
 
 
 @functools.cache
