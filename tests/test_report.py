@@ -250,6 +250,13 @@ def test_figures_from_runs(records, tmp_path):
     ticks = [int(t) for t in ax.get_xticks()]
     assert ticks == [0, 9, 89, 282, 1836]
     assert any("paper, Table 3" in t.get_text() for t in ax.get_legend().get_texts())
+    # bar groups whose run was not evaluated under the paper protocol carry a "*" and a footnote
+    cot_ax = figs["cot_ablation"].axes[0]
+    starred = {t.get_text().removesuffix(" *") for t in cot_ax.get_xticklabels()
+               if t.get_text().endswith(" *")}
+    expected = {v for v, p in zip(df["variant"], df["protocol"], strict=True) if p != "paper"}
+    assert expected and starred == expected
+    assert any("paper protocol" in t.get_text() for t in figs["cot_ablation"].texts)
     long = figures.cot_ablation_frame(df)
     both = long[(long["variant"] == "both") & (long["evaluation"] == "Held-out CoT evals")]
     assert both["score"].item() == pytest.approx((10.0 + 20.0 + 2.0) / 3)

@@ -160,7 +160,8 @@ def plot_cot_ablation(
                 errorbar=None)  # fmt: skip
     return _finish_bars(fig, ax, long["score"], "Finetuning mixture",
                         "Mean accuracy over benchmarks (%)",
-                        "CoT ablation: finetuning with / without chain-of-thought data")
+                        "CoT ablation: finetuning with / without chain-of-thought data",
+                        not_paper=_not_paper(df, variant))
 
 
 def plot_zero_shot_cot(
@@ -178,15 +179,28 @@ def plot_zero_shot_cot(
     sns.barplot(data=long, x=by, y="score", hue="prompt", ax=ax, errorbar=None)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     return _finish_bars(fig, ax, long["score"], "Model", "BBH zero-shot accuracy (%)",
-                        "Zero-shot chain-of-thought on BBH")
+                        "Zero-shot chain-of-thought on BBH", not_paper=_not_paper(df, by))
+
+
+def _not_paper(df: pd.DataFrame, by: str) -> set[str]:
+    """The `by` values (bar groups) with a run not evaluated under the paper protocol."""
+    if "protocol" not in df.columns:
+        return set()
+    return {str(v) for v in df.loc[df["protocol"].astype(str) != "paper", by]}
 
 
 def _finish_bars(fig: plt.Figure, ax: plt.Axes, scores: pd.Series, xlabel: str, ylabel: str,
-                 title: str) -> plt.Figure:
-    """Labels, legend and an accuracy axis from 0 for the grouped-bar figures.
+                 title: str, *, not_paper: set[str] = frozenset()) -> plt.Figure:  # type: ignore[assignment]
+    """Labels, legend and an accuracy axis from 0 for the grouped-bar figures; groups in
+    `not_paper` get a "*" and a footnote (not evaluated under the paper protocol).
 
     The axis starts at 0 and leaves room for the bar labels: all-zero bars otherwise get an
     autoscaled axis of +-0.04 that reads as noise rather than as 'nothing learned'."""
+    if not_paper:
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        ax.set_xticks(ax.get_xticks())
+        ax.set_xticklabels([f"{t} *" if t in not_paper else t for t in labels])
+        fig.text(0.01, 0.005, "* not evaluated under the paper protocol", fontsize=7, color="0.3")
     for cont in ax.containers:
         ax.bar_label(cont, fmt="%.1f", fontsize=7)
     ax.set_xlabel(xlabel)
