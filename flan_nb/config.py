@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from flan_nb import yaml_io
+
 T = TypeVar("T")
 
 DATA_ENV = "FLAN_NB_DATA"
@@ -189,7 +191,9 @@ def load_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_io.load_file(path)
+    except yaml_io.YamlError as exc:  # not UTF-8, duplicate key: the message names file and line
+        raise ParamsError(f"params file {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
