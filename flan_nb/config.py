@@ -58,6 +58,19 @@ def resolve_path(value: str | os.PathLike[str]) -> Path:
     return path if path.is_absolute() else (project_root() / path).resolve()
 
 
+def project_relative(value: str | os.PathLike[str]) -> str:
+    """`value` relative to the project root when it is an absolute path inside it, else unchanged
+    (hub ids, builtin specs, paths elsewhere), so committed tables and manifests do not carry
+    the machine's checkout location."""
+    text = str(value)
+    if not text or not Path(text).is_absolute():
+        return text
+    try:
+        return Path(text).resolve().relative_to(project_root()).as_posix()
+    except ValueError:
+        return text
+
+
 def data_root(value: str = "") -> Path | None:
     """The offline data mirror: the param if set, else $FLAN_NB_DATA, else None."""
     chosen = value or os.environ.get(DATA_ENV, "")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flan_nb import config
 from flan_nb.eval import answers, generation, scores
 from flan_nb.eval import benchmarks as bd
 from flan_nb.eval import prompts as pr
@@ -355,7 +356,7 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
         "split": data.meta.get("split") or cfg.split or "default",
         "subsampled": bool(data.meta.get("subsampled", False)),
         "n_per_subtask": cfg.max_per_subtask or None,
-        "model": spec,
+        "model": config.project_relative(spec),
         "model_fingerprint": loaded.fingerprint,
         "max_context": max_context,
         "n_items": data.n_items,
