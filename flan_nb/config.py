@@ -209,8 +209,11 @@ def load_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ParamsError(f"params file {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ParamsError(f"params file {path}{line}: invalid YAML: {exc}") from exc
+        line = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        # one line: PyYAML's str() spans several lines with the source quoted
+        said = "; ".join(str(p) for p in (getattr(exc, "problem", None),
+                                          getattr(exc, "context", None)) if p) or str(exc)
+        raise ParamsError(f"params file {path}{line}: invalid YAML: {said}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"params file {path}: top level must be a mapping")
     return data

@@ -84,7 +84,8 @@ def _at_least(cfg: Any, bad: Where, minimum: int, *keys: str) -> None:
 def _train(cfg: Any, bad: Where) -> None:
     from flan_nb.train.params import check_params
 
-    check_params(cfg)  # its messages already name file, notebook and key
+    # its messages name file, notebook and key (the file from cfg, blank while resolving)
+    check_params(dataclasses.replace(cfg, params_file=bad.params_file))
 
 
 def _mixing(cfg: Any, bad: Where) -> None:
