@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import re
 import typing
 import warnings
 from collections.abc import Callable, Mapping
@@ -38,9 +39,14 @@ class Where:
 
     def __call__(self, key: str, why: str, value: Any = dataclasses.MISSING) -> config.ParamsError:
         shown = getattr(self.cfg, key, None) if value is dataclasses.MISSING else value
+        if isinstance(shown, Mapping):  # frozen configs hold mapping proxies and tuples
+            shown = dict(shown)
+        elif isinstance(shown, tuple):
+            shown = list(shown)
         where = f"params file {self.params_file}, " if self.params_file else ""
+        got = "" if re.search(r"\bgot\b", why) else f", got {shown!r}"
         return config.ParamsError(
-            f"parameter `{key}` in {where}notebook {self.notebook}: {why}, got {shown!r}")
+            f"parameter `{key}` in {where}notebook {self.notebook}: {why}{got}")
 
 
 def check(notebook: str, cfg: Any, params_file: str = "") -> None:
