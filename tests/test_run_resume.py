@@ -74,14 +74,18 @@ def test_resume_keeps_complete_notebooks_and_reruns_the_failed_one(tmp_path, toy
     (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["notebooks"]["91_toy"]["error"] == f"RuntimeError: marker file present: {marker}"
-    kept = (run_dir / "90_toy.ipynb").stat().st_mtime_ns
+    def executed_at(name: str) -> str:
+        return nbformat.read(str(run_dir / f"{name}.ipynb"), as_version=4).metadata.papermill.start_time
+
+    kept, failed_at = executed_at("90_toy"), executed_at("91_toy")
 
     marker.unlink()
     assert cli.main(["--results", str(results), "run", "--resume", run_dir.name]) == 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and len(manifest["resumed"]) == 1
     assert [p for p in results.iterdir() if p.is_dir()] == [run_dir], "no second run directory"
-    assert (run_dir / "90_toy.ipynb").stat().st_mtime_ns == kept, "complete notebook kept"
+    assert executed_at("90_toy") == kept, "the complete notebook is kept, not re-executed"
+    assert executed_at("91_toy") != failed_at
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["90_toy"]["runs"] == 1 and metrics["91_toy"]["runs"] == 1
 
@@ -159,3 +163,42 @@ def test_manifest_params_file_is_project_relative(tmp_path, monkeypatch):
     run, manifest = pipeline._new_run(config.project_root() / "params" / "demo.yaml",
                                       copy.deepcopy(resolved), [], None, tmp_path)
     assert manifest["params_file"] == "params/demo.yaml"
+
+
+@pytest.mark.slow
+def test_resume_continues_training_from_its_last_checkpoint(tmp_path, monkeypatch):
+    import shutil
+
+    from test_train import make_mixture
+
+    from flan_nb.train import checkpoints
+
+    monkeypatch.setenv("FLAN_NB_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    mix = make_mixture(tmp_path / "mix", 60)
+    params = tmp_path / "train.yaml"
+    params.write_text(
+        "experiment: resume\nnotebooks:\n  02_finetune: {model: 'builtin:micro-t5', "
+        f"mixture_path: '{mix}', steps: 6, batch_size: 4, input_len: 64, target_len: 8, "
+        "checkpoint_every: 2, keep_last_k: 0, log_every: 1}\n")
+    results = tmp_path / "results"
+    assert cli.main(["--results", str(results), "run", "--no-progress", str(params)]) == 0
+    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
+    run = runs.open_run(str(run_dir))
+    # make it look like the process died after the step-4 checkpoint
+    ckpt_root = run.artifacts / "checkpoints"
+    for ckpt in ckpt_root.iterdir():
+        if ckpt.name > "step_000004":
+            shutil.rmtree(ckpt)
+    shutil.rmtree(run.artifacts / "checkpoint" / "final", ignore_errors=True)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["status"] = "running"
+    manifest["notebooks"]["02_finetune"] = {"status": "running"}
+    runs.write_json(run_dir / "manifest.json", manifest)
+    assert checkpoints.latest(ckpt_root).step == 4
+
+    assert cli.main(["--results", str(results), "run", "--no-progress", "--resume",
+                     run_dir.name]) == 0
+    summary = json.loads((run_dir / "train" / "summary.json").read_text())
+    assert summary["resumed_from"].endswith("step_000004") and summary["steps"] == 6
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
