@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue this run: keep its complete notebooks, rerun the rest "
                         "(training resumes from its last checkpoint)")
     p.add_argument("--no-progress", action="store_true",
-                   help="do not stream the notebooks' progress bars and output")
+                   help="do not stream the notebooks' progress bars")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("runs", help="list runs with status and headline metrics")
     p.set_defaults(func=_cmd_runs)

@@ -154,10 +154,12 @@ def _finalize_metrics(run: runs.Run) -> None:
 
 def _error_text(exc: BaseException) -> str:
     """`Type: message` of what failed: the notebook's own exception for a cell error (papermill's
-    str() is the whole traceback, whose last line is often a progress bar), else exc itself."""
+    str() is the whole traceback, whose last line is often a progress bar), else exc itself.
+    One line: details (a training stderr tail) stay in the executed notebook."""
     ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
     if ename:
-        return f"{ename}: {evalue}".strip()
+        lines = str(evalue or "").strip().splitlines()
+        return f"{ename}: {lines[0] if lines else ''}".strip()
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
 
@@ -229,14 +231,14 @@ def _execute(notebook: str, run: runs.Run, params: Mapping[str, Any], params_pat
              nb_dir: Path, progress: bool) -> str | None:
     """Run one notebook into the run directory; None on success, else the error text.
 
-    With `progress`, the notebook's stdout/stderr (its tqdm bars, the training bar) stream to
-    this terminal while it runs.
+    With `progress`, the notebook's stderr (its tqdm bars, the training bar, warnings) streams
+    to this terminal while it runs; its printed tables stay in the executed notebook.
     """
     import papermill
 
     section = config.notebook_section(params, notebook, str(params_path))
     parameters = {**section, "run_dir": str(run.path), "params_file": str(params_path)}
-    streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if progress else {}
+    streams = {"stderr_file": sys.stderr} if progress else {}
     try:
         papermill.execute_notebook(
             str(nb_dir / f"{notebook}.ipynb"), str(run.path / f"{notebook}.ipynb"),
@@ -304,7 +306,7 @@ def run(params_file: str | os.PathLike[str] | None = None, *,
     Every notebook section is type- and value-checked before the run directory exists
     (config.ParamsError). `resume` (a run id, a unique part of one, or a run dir) continues that
     run instead: complete notebooks are kept, the rest run again, and training resumes from the
-    run's last checkpoint. `progress` streams the notebooks' output (tqdm bars) to this terminal.
+    run's last checkpoint. `progress` streams the notebooks' progress bars to this terminal.
     Raises PipelineError when a notebook fails (its executed copy is kept in the run dir).
     """
     nb_dir = Path(nb_dir) if nb_dir else notebooks_dir()

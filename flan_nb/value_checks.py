@@ -88,10 +88,15 @@ def _at_least(cfg: Any, bad: Where, minimum: int, *keys: str) -> None:
 
 
 def _train(cfg: Any, bad: Where) -> None:
+    from flan_nb import models
     from flan_nb.train.params import check_params
 
+    # a builtin's architecture is known without loading it (fp16 is refused for T5)
+    builtin = models.BUILTIN_SIZES.get(cfg.model.removeprefix(models.BUILTIN_PREFIX))
+    kind = "seq2seq" if cfg.model.startswith(models.BUILTIN_PREFIX) and builtin and \
+        builtin[0] == "t5" else None
     # its messages name file, notebook and key (the file from cfg, blank while resolving)
-    check_params(dataclasses.replace(cfg, params_file=bad.params_file))
+    check_params(dataclasses.replace(cfg, params_file=bad.params_file), kind=kind)
 
 
 def _mixing(cfg: Any, bad: Where) -> None:

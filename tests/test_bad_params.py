@@ -55,6 +55,7 @@ CASES: list[tuple[str, str | bytes, str]] = [
     ("batch-zero", params_text("02_finetune", "batch_size: 0"), "batch_size"),
     ("batch-indivisible", params_text("02_finetune", "batch_size: 7, grad_accum: 2"), "batch_size"),
     ("precision", params_text("02_finetune", "precision: fp8"), "precision"),
+    ("fp16-for-t5", params_text("02_finetune", "precision: fp16"), "precision"),
     ("packing", params_text("02_finetune", "packing: zigzag"), "packing"),
     ("truncation", params_text("02_finetune", "truncation: maybe"), "truncation"),
     ("checkpoint-every", params_text("02_finetune", "checkpoint_every: -1"), "checkpoint_every"),

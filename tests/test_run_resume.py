@@ -70,7 +70,8 @@ def test_resume_keeps_complete_notebooks_and_reruns_the_failed_one(tmp_path, toy
     out = capfd.readouterr()
     # the CLI message and the manifest give the exception, not a progress-bar line
     assert "RuntimeError: marker file present" in out.err
-    assert "toy 90_toy says hello" in out.out and "toy work" in out.err  # streamed progress
+    assert "toy work" in out.err  # the notebooks' progress bars are streamed
+    assert "toy 90_toy says hello" not in out.out  # printed output stays in the notebook
     (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["notebooks"]["91_toy"]["error"] == f"RuntimeError: marker file present: {marker}"
@@ -114,6 +115,8 @@ def test_error_text_prefers_the_notebook_exception():
     assert pipeline._error_text(CellError("train: 100%|####| 5/5 [00:01<00:00]")) == \
         "ValueError: bad thing"
     assert pipeline._error_text(OSError("disk full")) == "OSError: disk full"
+    CellError.evalue = "lr too high\n--- stderr tail ---\nwarning"
+    assert pipeline._error_text(CellError()) == "ValueError: lr too high"
 
 
 # ---------------------------------------------------------------------------------------------
