@@ -14,7 +14,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from flan_nb import pipeline
 
     try:
-        run_dir = pipeline.run(args.params, results_root=args.results, only=args.only)
+        run_dir = pipeline.run(args.params, results_root=args.results, only=args.only,
+                               resume=args.resume, progress=not args.no_progress)
     except config.ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -140,8 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results root (default: ./results or $FLAN_NB_RESULTS)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="execute a params file's notebooks into results/<run-id>/")
-    p.add_argument("params")
+    p.add_argument("params", nargs="?", default=None,
+                   help="params YAML (optional with --resume: the run's own params file)")
     p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks")
+    p.add_argument("--resume", metavar="RUN",
+                   help="continue this run: keep its complete notebooks, rerun the rest "
+                        "(training resumes from its last checkpoint)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="do not stream the notebooks' progress bars")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("runs", help="list runs with status and headline metrics")
     p.set_defaults(func=_cmd_runs)

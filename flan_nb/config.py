@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from flan_nb import yaml_io
+
 T = TypeVar("T")
 
 DATA_ENV = "FLAN_NB_DATA"
@@ -54,6 +56,19 @@ def resolve_path(value: str | os.PathLike[str]) -> Path:
     """Relative paths in params mean 'relative to the project root', wherever the kernel runs."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else (project_root() / path).resolve()
+
+
+def project_relative(value: str | os.PathLike[str]) -> str:
+    """`value` relative to the project root when it is an absolute path inside it, else unchanged
+    (hub ids, builtin specs, paths elsewhere), so committed tables and manifests do not carry
+    the machine's checkout location."""
+    text = str(value)
+    if not text or not Path(text).is_absolute():
+        return text
+    try:
+        return Path(text).resolve().relative_to(project_root()).as_posix()
+    except ValueError:
+        return text
 
 
 def data_root(value: str = "") -> Path | None:
@@ -189,11 +204,16 @@ def load_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_io.load_file(path)
+    except yaml_io.YamlError as exc:  # not UTF-8, duplicate key: the message names file and line
+        raise ParamsError(f"params file {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ParamsError(f"params file {path}{line}: invalid YAML: {exc}") from exc
+        line = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        # one line: PyYAML's str() spans several lines with the source quoted
+        said = "; ".join(str(p) for p in (getattr(exc, "problem", None),
+                                          getattr(exc, "context", None)) if p) or str(exc)
+        raise ParamsError(f"params file {path}{line}: invalid YAML: {said}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"params file {path}: top level must be a mapping")
     return data

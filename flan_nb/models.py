@@ -256,6 +256,40 @@ def max_context_of(config: Any) -> int:
                          "length (n_positions / max_position_embeddings)")
 
 
+def spec_problem(spec: str, base: Path | None = None) -> str | None:
+    """Why `spec` cannot name a model, judged without loading anything; None when it may load.
+
+    Paths are relative to `base` (the project root, where notebooks run). A spec with at most one
+    `/` that names nothing on disk may be a hub id and is left to load(); one that starts with
+    `/`, `.` or `~`, has two or more `/`, or ends in .gguf must exist.
+    """
+    spec = str(spec).strip()
+    if not spec:
+        return "empty model spec"
+    if spec.startswith(BUILTIN_PREFIX):
+        name = spec[len(BUILTIN_PREFIX):]
+        if name not in BUILTINS:
+            return (f"unknown builtin {name!r}; known: "
+                    f"{', '.join(BUILTIN_PREFIX + b for b in BUILTINS)}")
+        return None
+    if spec == SMOLLM2_SPEC:
+        try:
+            smollm2_path()
+        except ModelSpecError as exc:
+            return str(exc)
+        return None
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if path.exists():
+        if spec.lower().endswith(".gguf") or path.is_dir() and (path / "config.json").is_file():
+            return None
+        return (f"{path} is neither a .gguf file nor a model directory with config.json")
+    if spec.lower().endswith(".gguf") or spec.startswith(("/", ".", "~")) or spec.count("/") > 1:
+        return f"path {path} does not exist"
+    return None
+
+
 def load(spec: str, *, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
     """Load model + tokenizer for ``spec`` (see module doc) in ``dtype`` on ``device``."""
     torch_dtype = _torch_dtype(dtype)

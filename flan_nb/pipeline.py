@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flan_nb import config, runs
+from flan_nb import config, runs, value_checks
 from flan_nb.eval import protocols
 
 # Which frozen dataclass validates each notebook's parameters. The source notebook's parameters
@@ -49,12 +49,13 @@ def notebooks_dir() -> Path:
     return config.project_root() / "notebooks"
 
 
-def params_class(notebook: str) -> type:
+def params_class(notebook: str, params_file: str = "") -> type:
     try:
         target = NOTEBOOK_PARAMS[notebook]
     except KeyError:
-        known = ", ".join(NOTEBOOK_PARAMS)
-        raise config.ParamsError(f"unknown notebook `{notebook}`; known notebooks: {known}") from None
+        where = f" in params file {params_file}" if params_file else ""
+        raise config.ParamsError(f"unknown notebook `{notebook}`{where}"
+                                 f"{config.did_you_mean(notebook, NOTEBOOK_PARAMS)}") from None
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -94,7 +95,7 @@ def resolve(params: Mapping[str, Any], params_file: str = "",
     for notebook in params["notebooks"]:
         section = config.notebook_section(params, notebook, params_file)
         path = nb_dir / f"{notebook}.ipynb"
-        cls = params_class(notebook)
+        cls = params_class(notebook, params_file)
         if not path.is_file():
             raise config.ParamsError(f"params file {params_file} names notebook {notebook}, but "
                                      f"{path} does not exist")
@@ -111,8 +112,9 @@ def resolve(params: Mapping[str, Any], params_file: str = "",
                                      require_all=False)
         if "protocol" in values:  # eval notebooks: protocol values for the keys left None
             values = protocols.fill(values, f"params file {params_file}, notebook {notebook}")
-        resolved["notebooks"][notebook] = config.as_dict(cls(**{
-            **values, **{k: "" for k in INJECTED}}))
+        cfg = cls(**{**values, **{k: "" for k in INJECTED}})
+        value_checks.check(notebook, cfg, params_file)
+        resolved["notebooks"][notebook] = config.as_dict(cfg)
         for key in INJECTED:
             resolved["notebooks"][notebook].pop(key)
     return resolved
@@ -153,85 +155,139 @@ def _finalize_metrics(run: runs.Run) -> None:
     run.write_metrics("normalized_average", scores.normalized_average(metrics))
 
 
-def _new_manifest(run: runs.Run, resolved: Mapping[str, Any], params_file: Any,
-                  only: list[str] | None, order: list[str]) -> dict[str, Any]:
-    """What manifest.json records before the first notebook starts (protocols: each eval
-    notebook's protocol and every value that differs from it, eval/protocols.py)."""
-    return {
+def _error_text(exc: BaseException) -> str:
+    """`Type: message` of what failed: the notebook's own exception for a cell error (papermill's
+    str() is the whole traceback, whose last line is often a progress bar), else exc itself.
+    One line: details (a training stderr tail) stay in the executed notebook."""
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename:
+        lines = str(evalue or "").strip().splitlines()
+        return f"{ename}: {lines[0] if lines else ''}".strip()
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
+def _select(order: list[str], only: Iterable[str] | None, params_file: str) -> list[str]:
+    if not only:
+        return order
+    only = list(only)
+    unknown = [n for n in only if n not in order]
+    if unknown:
+        raise config.ParamsError(f"--only names {', '.join(unknown)}, not in params file "
+                                 f"{params_file} (it has {', '.join(order)})")
+    return [n for n in order if n in only]
+
+
+def _new_run(params_path: Path, resolved: Mapping[str, Any], order: list[str],
+             only: Iterable[str] | None, root: Path) -> tuple[runs.Run, dict[str, Any]]:
+    """Create the run directory and its first manifest (only after every check passed)."""
+    run = runs.create_run(str(resolved["experiment"]), resolved, root)
+    runs.write_json(run.path / "params.json", resolved)
+    manifest: dict[str, Any] = {
         "run_id": run.run_id, "experiment": resolved["experiment"],
         "description": resolved.get("description", ""),
-        "params_file": str(params_file), "params": resolved,
+        "params_file": config.project_relative(params_path), "params": resolved,
         "params_sha256": runs.params_hash(resolved), "only": list(only) if only else None,
         "git": runs.git_state(), "versions": runs.package_versions(),
         "data": _data_fingerprints(resolved), "seeds": _seeds(resolved),
+        # protocols: each eval notebook's protocol and every value that differs from it
         "protocols": protocols.manifest_entry(resolved),
         "hardware": runs.hardware(), "runner": runs.runner_info(), "started": runs.utc_now(),
         "ended": None,
         "status": "running", "notebooks": {n: {"status": "pending"} for n in order},
     }
-
-
-def run(params_file: str | os.PathLike[str], *, results_root: str | os.PathLike[str] | None = None,
-        only: Iterable[str] | None = None, nb_dir: str | os.PathLike[str] | None = None,
-        log=print) -> Path:
-    """Execute the params file's notebooks into `results/<run-id>/`; return the run directory."""
-    import papermill
-
-    params_path = Path(params_file).resolve()
-    params = config.load_params_file(params_path)
-    nb_dir = Path(nb_dir) if nb_dir else notebooks_dir()
-    resolved = resolve(params, str(params_file), nb_dir)
-    order = list(resolved["notebooks"])
-    if only:
-        only = list(only)
-        unknown = [n for n in only if n not in order]
-        if unknown:
-            raise config.ParamsError(f"--only names {', '.join(unknown)}, not in params file "
-                                     f"{params_file} (it has {', '.join(order)})")
-        order = [n for n in order if n in only]
-
-    root = runs.results_root(results_root)
-    run = runs.create_run(str(resolved["experiment"]), resolved, root)
-    runs.write_json(run.path / "params.json", resolved)
-    manifest = _new_manifest(run, resolved, params_file, only, order)
     runs.write_json(run.path / "manifest.json", manifest)
-    log(f"run {run.run_id} -> {run.path}")
+    return run, manifest
 
-    # The kernel is started as `python`; make that the interpreter running us (the .venv), not
-    # whatever python comes first on PATH.
+
+def _resume_run(ref: str, params_file: str | os.PathLike[str] | None, root: Path, nb_dir: Path
+                ) -> tuple[runs.Run, dict[str, Any], Path]:
+    """Reopen a run to continue it: its params file must still resolve to the same params."""
+    try:
+        path = runs.find_run(ref, root)
+    except FileNotFoundError as exc:
+        raise config.ParamsError(f"--resume {ref}: {exc}") from None
+    manifest = runs.read_json(path / "manifest.json")
+    if not isinstance(manifest, dict) or "params_sha256" not in manifest:
+        raise config.ParamsError(f"--resume {ref}: {path} has no readable manifest.json")
+    params_path = config.resolve_path(params_file or manifest["params_file"])
+    resolved = resolve(config.load_params_file(params_path), str(params_path), nb_dir)
+    if runs.params_hash(resolved) != manifest["params_sha256"]:
+        raise config.ParamsError(
+            f"--resume {ref}: params file {params_path} no longer resolves to the params of run "
+            f"{path.name} (hash {runs.params_hash(resolved)[:8]} != "
+            f"{manifest['params_sha256'][:8]}); resuming would mix two configurations, so start "
+            "a new run instead")
+    if runs.run_status(manifest) == "running":
+        raise config.ParamsError(f"--resume {ref}: run {path.name} is still running (runner pid "
+                                 f"{(manifest.get('runner') or {}).get('pid')}); wait for it or "
+                                 "stop it first")
+    manifest.setdefault("resumed", []).append(runs.utc_now())
+    # this process is the run's runner now, so `flan-nb runs` does not call it interrupted
+    manifest.update(status="running", ended=None, runner=runs.runner_info())
+    manifest.pop("error", None)
+    runs.write_json(path / "manifest.json", manifest)
+    return runs.Run(path=path, run_id=path.name), manifest, params_path
+
+
+def _use_venv_python() -> None:
+    """The kernel is started as `python`: make that the interpreter running us (the .venv)."""
     env_path = os.environ.get("PATH", "")
     bin_dir = str(Path(sys.executable).parent)
     if not env_path.startswith(bin_dir + os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + env_path
 
-    failed: str | None = None
+
+def _execute(notebook: str, run: runs.Run, params: Mapping[str, Any], params_path: Path,
+             nb_dir: Path, progress: bool) -> str | None:
+    """Run one notebook into the run directory; None on success, else the error text.
+
+    With `progress`, the notebook's stderr (its tqdm bars, the training bar, warnings) streams
+    to this terminal while it runs; its printed tables stay in the executed notebook.
+    """
+    import papermill
+
+    section = config.notebook_section(params, notebook, str(params_path))
+    parameters = {**section, "run_dir": str(run.path), "params_file": str(params_path)}
+    streams = {"stderr_file": sys.stderr} if progress else {}
+    try:
+        papermill.execute_notebook(
+            str(nb_dir / f"{notebook}.ipynb"), str(run.path / f"{notebook}.ipynb"),
+            parameters=parameters, cwd=str(config.project_root()), kernel_name="python3",
+            progress_bar=False, report_mode=False, **streams,
+        )
+    except Exception as exc:  # papermill raises on a cell error, after saving the notebook
+        return _error_text(exc)
+    return None
+
+
+def _run_notebooks(run: runs.Run, manifest: dict[str, Any], params: Mapping[str, Any],
+                   params_path: Path, order: list[str], nb_dir: Path, log: Any,
+                   progress: bool) -> str | None:
+    """Each notebook in order (complete ones of a resumed run are kept); the failed one or None."""
     for notebook in order:
-        source = nb_dir / f"{notebook}.ipynb"
-        target = run.path / f"{notebook}.ipynb"
-        section = config.notebook_section(params, notebook, str(params_file))
-        parameters = {**section, "run_dir": str(run.path), "params_file": str(params_path)}
+        if manifest["notebooks"][notebook].get("status") == runs.COMPLETE:
+            log(f"  {notebook} kept (complete)")
+            continue
         manifest["notebooks"][notebook] = {"status": "running", "started": runs.utc_now()}
         runs.write_json(run.path / "manifest.json", manifest)
         log(f"  {notebook} ...")
         start = time.monotonic()
-        try:
-            papermill.execute_notebook(
-                str(source), str(target), parameters=parameters, cwd=str(config.project_root()),
-                kernel_name="python3", progress_bar=False, report_mode=False,
-            )
-            status, error = "complete", None
-        except Exception as exc:  # papermill raises on a cell error, after saving the notebook
-            status = "failed"
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        error = _execute(notebook, run, params, params_path, nb_dir, progress)
+        status = "failed" if error else "complete"
         seconds = round(time.monotonic() - start, 1)
         manifest["notebooks"][notebook].update(status=status, ended=runs.utc_now(),
                                                seconds=seconds, error=error)
         runs.write_json(run.path / "manifest.json", manifest)
         log(f"  {notebook} {status} in {seconds} s" + (f": {error}" if error else ""))
-        if status == "failed":
-            failed = notebook
-            break
+        if error:
+            return notebook
+    return None
 
+
+def _finish(run: runs.Run, manifest: dict[str, Any], order: list[str], failed: str | None,
+            root: Path) -> str | None:
+    """Final metrics, statuses, stamped notebooks and the index; the failed step or None."""
     if failed is None:
         try:
             _finalize_metrics(run)
@@ -249,8 +305,46 @@ def run(params_file: str | os.PathLike[str], *, results_root: str | os.PathLike[
         if target.is_file():
             _stamp_notebook(target, manifest)
     runs.try_rebuild_index(root)
+    return failed
+
+
+def run(params_file: str | os.PathLike[str] | None = None, *,
+        results_root: str | os.PathLike[str] | None = None, only: Iterable[str] | None = None,
+        nb_dir: str | os.PathLike[str] | None = None, log=print, resume: str | None = None,
+        progress: bool = False) -> Path:
+    """Execute the params file's notebooks into `results/<run-id>/`; return the run directory.
+
+    Every notebook section is type- and value-checked before the run directory exists
+    (config.ParamsError). `resume` (a run id, a unique part of one, or a run dir) continues that
+    run instead: complete notebooks are kept, the rest run again, and training resumes from the
+    run's last checkpoint. `progress` streams the notebooks' progress bars to this terminal.
+    Raises PipelineError when a notebook fails (its executed copy is kept in the run dir).
+    """
+    nb_dir = Path(nb_dir) if nb_dir else notebooks_dir()
+    root = runs.results_root(results_root)
+    if resume:
+        if only:
+            raise config.ParamsError("--only and --resume do not combine: a resumed run keeps "
+                                     "the notebooks it was started with")
+        run, manifest, params_path = _resume_run(resume, params_file, root, nb_dir)
+        params = config.load_params_file(params_path)
+        order = list(manifest["notebooks"])
+        log(f"resuming run {run.run_id} -> {run.path}")
+    else:
+        if params_file is None:
+            raise config.ParamsError("give a params file (or --resume RUN)")
+        params_path = Path(params_file).resolve()
+        params = config.load_params_file(params_path)
+        resolved = resolve(params, str(params_file), nb_dir)
+        order = _select(list(resolved["notebooks"]), only, str(params_file))
+        run, manifest = _new_run(params_path, resolved, order, only, root)
+        log(f"run {run.run_id} -> {run.path}")
+    _use_venv_python()
+    failed = _run_notebooks(run, manifest, params, params_path, order, nb_dir, log, progress)
+    failed = _finish(run, manifest, order, failed, root)
     if failed:
-        raise PipelineError(f"run {run.run_id} failed in {failed}; see {run.path / (failed + '.ipynb')}",
-                            run.path)
+        error = manifest["notebooks"].get(failed, {}).get("error") or manifest.get("error", "")
+        raise PipelineError(f"run {run.run_id} failed in {failed}: {error}; see "
+                            f"{run.path / (failed + '.ipynb')}", run.path)
     log(f"run {run.run_id} complete: {run.path}")
     return run.path

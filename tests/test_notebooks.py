@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from flan_nb import config, pipeline
+from flan_nb import config, pipeline, value_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -47,7 +47,11 @@ def test_notebook_shape(path):
 
 
 @pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.stem)
-def test_params_file_validates(path):
+def test_params_file_validates(path, monkeypatch):
+    if not (config.project_root().parent / "shared" / "data").is_dir():
+        # committed files name the data mirror next to the main checkout (../shared/data); from
+        # a checkout elsewhere only that existence check is left out
+        monkeypatch.setattr(value_checks, "DIRECTORY_KEYS", ())
     resolved = pipeline.resolve(config.load_params_file(path), str(path))
     assert resolved["notebooks"]
 

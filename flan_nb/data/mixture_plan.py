@@ -42,12 +42,12 @@ def available_presets() -> list[str]:
 
 
 def load_preset(name: str) -> Preset:
-    import yaml
+    from flan_nb import yaml_io
 
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         raise registry_mod.unknown(name, available_presets(), "mixture preset")
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc = yaml_io.load_file(path)
     known = {"name", "description", "collections", "rates", "caps", "niv2_first_n", "only_available", "notes"}
     extra = set(doc) - known
     if extra:

@@ -243,8 +243,10 @@ def _packaged_muffin_hub_spec() -> dict[str, dict[str, Any]]:
 def _read_muffin_hub_spec(path: Path) -> dict[str, dict[str, Any]]:
     import yaml
 
+    from flan_nb import yaml_io
+
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml_io.load_file(path)
     except yaml.YAMLError as exc:
         raise DataFormatError(f"{path}: {exc}") from exc
     entries = doc.get("datasets") if isinstance(doc, Mapping) else None

@@ -29,8 +29,10 @@ from flan_nb.data.rows import (
 def _promptsource_loader() -> type:
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        """Safe loader that understands promptsource's !Template/!TemplateMetadata tags as maps."""
+    from flan_nb import yaml_io
+
+    class Loader(yaml_io.Loader):
+        """The project loader plus promptsource's !Template/!TemplateMetadata tags as maps."""
 
     def as_mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
         return loader.construct_mapping(node, deep=True)
@@ -43,9 +45,11 @@ def _promptsource_loader() -> type:
 def read_promptsource_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
+    from flan_nb import yaml_io
+
     path = Path(path)
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_promptsource_loader())  # noqa: S506
+        doc = yaml_io.load_file(path, _promptsource_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

@@ -43,6 +43,8 @@ from typing import Any
 
 import yaml
 
+from flan_nb import yaml_io
+
 FORMATS = ("zs_noopt", "zs_opt", "fs_noopt", "fs_opt")
 COMPUTED_FIELDS = frozenset({"options_block"})
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "resources" / "templates"
@@ -167,11 +169,15 @@ def load_template_file(path: str | Path) -> TemplateSet:
     """Load and validate one template YAML file (uncached; `load_template_set` caches by name)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = yaml_io.read_text(path)
     except OSError as exc:
         raise TemplateError(f"cannot read template file {path}: {exc}") from exc
+    except yaml_io.YamlError as exc:
+        raise TemplateError(str(exc)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml_io.load_text(text, str(path))
+    except yaml_io.YamlError as exc:
+        raise TemplateError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import yaml
-
-from flan_nb import config
+from flan_nb import config, yaml_io
 
 BENCHMARKS = ("mmlu", "bbh", "tydiqa", "mgsm")
 SOURCES = ("offline", "hub", "synthetic")
@@ -38,8 +36,7 @@ class BenchmarkDataError(ValueError):
 @functools.lru_cache(maxsize=1)
 def settings() -> dict[str, Any]:
     """flan_nb/resources/benchmarks.yaml, parsed once."""
-    text = resources.files("flan_nb").joinpath("resources/benchmarks.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    return yaml_io.load_file(resources.files("flan_nb").joinpath("resources/benchmarks.yaml"))
 
 
 def subtask_names(benchmark: str) -> list[str]:

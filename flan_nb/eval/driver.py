@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flan_nb import config
 from flan_nb.eval import answers, generation, protocols, scores
 from flan_nb.eval import benchmarks as bd
 from flan_nb.eval import prompts as pr
@@ -365,7 +366,7 @@ def _meta(ses: _Session, settings: Sequence[str], spec: str) -> dict[str, Any]:
         "split": data.meta.get("split") or cfg.split or "default",
         "subsampled": bool(data.meta.get("subsampled", False)),
         "n_per_subtask": cfg.max_per_subtask or None,
-        "model": spec, "model_fingerprint": ses.loaded.fingerprint,
+        "model": config.project_relative(spec), "model_fingerprint": ses.loaded.fingerprint,
         "max_context": ses.max_context,
         "model_context": int(ses.loaded.max_context),
         "max_new_tokens_cot": max_new_tokens(benchmark, "cot", cfg),

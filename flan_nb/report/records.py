@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flan_nb import config
 from flan_nb.runs import COMPLETE
 
 BENCHMARKS: tuple[str, ...] = ("mmlu", "bbh", "tydiqa", "mgsm")
@@ -114,13 +115,13 @@ def model_of(metrics: Mapping[str, Any], params: Mapping[str, Any] | None = None
     """The evaluated model as the eval stages recorded it (metrics meta), else a `model` param."""
     for bench in BENCHMARKS:
         meta = (metrics.get(bench) or {}).get("meta") or {}
-        if meta.get("model"):
-            return str(meta["model"])
+        if meta.get("model"):  # runs recorded before paths were made project-relative
+            return config.project_relative(str(meta["model"]))
     for section in ((params or {}).get("notebooks") or {}).values():
         if isinstance(section, Mapping):
             for key in ("model", "eval_model", "base_model", "model_spec"):
                 if section.get(key):
-                    return str(section[key])
+                    return config.project_relative(str(section[key]))
     return ""
 
 

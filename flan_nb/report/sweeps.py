@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from flan_nb import config, runs
+from flan_nb import config, runs, yaml_io
 
 Runner = Callable[..., Path]
 
@@ -117,7 +117,7 @@ def load_sweep(sweep_file: str | Path) -> Sweep:
     """Parse and check a sweep file (keys, axes, levels); does not touch the base params yet."""
     path = Path(sweep_file).resolve()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml_io.load_file(path)
     except FileNotFoundError as exc:
         raise SweepError(f"sweep file {path} not found") from exc
     except yaml.YAMLError as exc:
@@ -303,7 +303,7 @@ def _load_base(base: Path | Mapping[str, Any], sweep_file: Path) -> dict[str, An
     if base == Path():
         raise SweepError(f"{sweep_file}: a point has no base params (no 'base' key, no level base)")
     try:
-        loaded = yaml.safe_load(base.read_text(encoding="utf-8"))
+        loaded = yaml_io.load_file(base)
     except yaml.YAMLError as exc:
         raise SweepError(f"{base}: invalid YAML: {exc}") from exc
     if not isinstance(loaded, dict):

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from flan_nb import yaml_io
 from flan_nb.eval import protocols
 from flan_nb.report.readers import strict_flexible
 from flan_nb.report.records import (
@@ -82,10 +82,9 @@ def load_paper(name: str) -> dict[str, Any]:
     """A reference file of flan_nb/resources/paper/ (e.g. "table5", "table3", "mmlu_categories")."""
     ref = resources.files("flan_nb") / "resources" / "paper" / f"{name}.yaml"
     try:
-        text = ref.read_text(encoding="utf-8")
+        return yaml_io.load_file(ref)
     except FileNotFoundError as exc:
         raise ReportError(f"no paper reference file resources/paper/{name}.yaml") from exc
-    return yaml.safe_load(text)
 
 
 def mmlu_category(subject: str) -> str:

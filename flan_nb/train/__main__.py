@@ -5,6 +5,7 @@ also under `accelerate launch -m flan_nb.train` on N processes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ from flan_nb.train.params import (
     NOTEBOOK,
     TrainError,
     TrainingDiverged,
+    check_params,
     params_from_file,
 )
 
@@ -33,21 +35,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run directory holding the mixture output (default: "
                              "results/train-<experiment>-<params hash>, created if missing)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--params-origin", default="",
+                        help="the params file the user wrote, named in error messages (the "
+                             "notebook launcher passes it: the file read is its launch copy)")
     args = parser.parse_args(argv)
 
     from flan_nb import runs
 
     try:
-        run_dir = args.run_dir
-        if not run_dir:
+        # every check before the default run directory is created: a bad file leaves nothing
+        cfg = params_from_file(args.params_file, run_dir=args.run_dir, origin=args.params_origin)
+        check_params(cfg)
+        if not cfg.run_dir:
             params = config.load_params_file(args.params_file)
             experiment = str(params.get("experiment", "train"))
             path = runs.results_root() / (
                 f"train-{experiment}-{runs.params_hash(params)[:8]}")
             path.mkdir(parents=True, exist_ok=True)
-            run_dir = str(path)
-        cfg = params_from_file(args.params_file, run_dir=run_dir)
-        run = runs.open_run(run_dir, notebook=NOTEBOOK)
+            cfg = dataclasses.replace(cfg, run_dir=str(path))
+        run = runs.open_run(cfg.run_dir, notebook=NOTEBOOK)
         train(cfg, run, progress=not args.no_progress)
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)

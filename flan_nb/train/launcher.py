@@ -45,10 +45,15 @@ def accelerate_config_path(value: str) -> Path:
 
 def command(params_path: Path, run_dir: Path, *, num_processes: int = 1,
             accelerate_config: str | None = None, python: str | None = None,
-            main_process_port: int | None = None) -> list[str]:
-    """The command line launch() runs; also what docs/README show for GPUs."""
+            main_process_port: int | None = None, params_origin: str = "") -> list[str]:
+    """The command line launch() runs; also what docs/README show for GPUs.
+
+    `params_origin`: the user's params file when `params_path` is its launch copy, so errors
+    from the subprocess name the file the user can fix."""
     python = python or sys.executable
     tail = ["-m", "flan_nb.train", str(params_path), "--run-dir", str(run_dir)]
+    if params_origin:
+        tail += ["--params-origin", params_origin]
     if num_processes <= 1 and not accelerate_config:
         return [python, *tail]
     cmd = [python, "-m", "accelerate.commands.launch"]
@@ -100,7 +105,8 @@ def launch(cfg: TrainParams, run: Any, num_processes: int | None = None,
     check_params(cfg, num_processes=num_processes)
     params_path = write_launch_params(cfg, run)
     cmd = command(params_path, run.path, num_processes=num_processes,
-                  accelerate_config=accelerate_config)
+                  accelerate_config=accelerate_config,
+                  params_origin=config.project_relative(cfg.params_file) if cfg.params_file else "")
     stderr_path = run.path / "train" / "stderr.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     from tqdm import tqdm  # text bar: no ipywidgets needed, papermill-friendly
@@ -139,7 +145,10 @@ def launch(cfg: TrainParams, run: Any, num_processes: int | None = None,
     if code != 0 or summary is None:
         with open(stderr_path, encoding="utf-8", errors="replace") as err:
             tail = "".join(deque(err, maxlen=25))
-        msg = f"training exited with code {code}: {' '.join(cmd)}\n--- stderr tail ---\n{tail}"
+        # the command line prints "error: <what, where>" last; lead with it, not the command
+        said = [ln[len("error: "):] for ln in tail.splitlines() if ln.startswith("error: ")]
+        head = said[-1] if said else f"training exited with code {code}"
+        msg = f"{head}\n(command: {' '.join(cmd)}, exit code {code})\n--- stderr tail ---\n{tail}"
         if code == EXIT_DIVERGED:
             raise TrainingDiverged(msg, step=-1, checkpoint="")
         raise TrainError(msg)

@@ -4,6 +4,7 @@ file) and their checks, shared by the loop, the launcher and the command line.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ SUMMARY_PREFIX = "FLAN_NB_SUMMARY "
 PACK_WINDOW = 4096
 EXIT_DIVERGED = 3
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Above this a learning rate is a typo (1.0e+99), not a setting: Adafactor finetuning uses 1e-4..1e-2.
+MAX_LR = 1.0
 ACCELERATE_CONFIGS = ("single_device", "ddp", "fsdp_t5", "deepspeed_zero3")
 
 
@@ -117,11 +120,11 @@ def check_params(cfg: TrainParams, *, kind: str | None = None,
     for key in ("max_examples", "checkpoint_every", "keep_last_k"):
         if getattr(cfg, key) < 0:
             raise bad(key, "must be >= 0")
-    if not cfg.lr > 0:
-        raise bad("lr", "must be > 0")
+    if not (math.isfinite(cfg.lr) and 0 < cfg.lr <= MAX_LR):
+        raise bad("lr", f"must be a finite number in (0, {MAX_LR:g}] (the paper uses 1e-3 to 5e-4)")
     if not 0.0 <= cfg.dropout < 1.0:
         raise bad("dropout", "must be in [0, 1)")
-    if cfg.clip_grad_norm < 0:
+    if not (math.isfinite(cfg.clip_grad_norm) and cfg.clip_grad_norm >= 0):
         raise bad("clip_grad_norm", "must be >= 0 (0 = off)")
     if cfg.truncation not in TRUNCATION:
         raise bad("truncation", f"must be one of {', '.join(TRUNCATION)}")
@@ -148,10 +151,15 @@ def check_params(cfg: TrainParams, *, kind: str | None = None,
             f"by processes x grad_accum = {n} x {cfg.grad_accum} = {n * cfg.grad_accum}")
 
 
-def params_from_file(params_file: str | os.PathLike[str], *, run_dir: str = "") -> TrainParams:
-    """The 02_finetune section of a params file over the notebook defaults, validated."""
-    params_file = str(params_file)
+def params_from_file(params_file: str | os.PathLike[str], *, run_dir: str = "",
+                     origin: str = "") -> TrainParams:
+    """The 02_finetune section of a params file over the notebook defaults, validated.
+
+    `origin` is the params file the user wrote when `params_file` is a launch copy of it
+    (launcher.write_launch_params); errors and cfg.params_file then name the user's file.
+    """
     params = config.load_params_file(params_file)
+    params_file = origin or str(params_file)
     section = config.notebook_section(params, NOTEBOOK, params_file)
     for key in ("run_dir", "params_file"):
         if key in section:
