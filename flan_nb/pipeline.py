@@ -142,7 +142,8 @@ def _stamp_notebook(path: Path, manifest: Mapping[str, Any]) -> None:
 
     nb = nbformat.read(str(path), as_version=4)
     nb.metadata["flan_nb"] = dict(manifest)
-    runs.atomic_write_text(path, nbformat.writes(nb))
+    # the injected run_dir, printed paths and warnings name the checkout: keep them relative
+    runs.atomic_write_text(path, runs.portable(nbformat.writes(nb)))
 
 
 def _finalize_metrics(run: runs.Run) -> None:

@@ -92,8 +92,24 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def portable(text: str) -> str:
+    """`text` with this checkout's absolute location written relative to the project root:
+    `<root>/x` -> `x` and `<root's parent>/y` -> `../y` (the data mirror beside the checkout).
+
+    Everything a run records goes through this, so committed results carry no machine-specific
+    paths; readers turn a relative path back into a file with `config.resolve_path`.
+    """
+    root = config.project_root()
+    text = text.replace(f"{root}{os.sep}", "")
+    if root.parent != root:
+        text = text.replace(f"{root.parent}{os.sep}", f"..{os.sep}")
+    return text
+
+
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Atomic, portable JSON (see `portable`)."""
+    atomic_write_text(path, portable(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+                      + "\n")
 
 
 def read_json(path: Path, default: Any = None) -> Any:
@@ -157,12 +173,12 @@ class Run:
     def write_jsonl(self, rel: str, rows: Iterable[Mapping[str, Any]]) -> Path:
         path = self.path / rel
         text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
-        atomic_write_text(path, text)
+        atomic_write_text(path, portable(text))
         return path
 
     def write_text(self, rel: str, text: str) -> Path:
         path = self.path / rel
-        atomic_write_text(path, text)
+        atomic_write_text(path, portable(text))
         return path
 
     # metrics -------------------------------------------------------------------------------

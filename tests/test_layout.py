@@ -128,3 +128,18 @@ def test_module_and_function_sizes() -> None:
                 if length > 85 and "# long:" not in header:
                     long_functions.append(f"{name}.{node.name}: {length} lines")
     assert not long_functions, long_functions
+
+
+def test_every_yaml_goes_through_the_one_loader() -> None:
+    """YAML 1.2 numbers, duplicate keys and encoding errors are handled in flan_nb.yaml_io only:
+    no other module may call PyYAML's loaders directly (issue 13 part 5, issue 16 part 1)."""
+    offenders = []
+    for name, path in modules().items():
+        if name == "flan_nb.yaml_io":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id == "yaml" and node.attr in {"safe_load", "load", "full_load",
+                                                                   "unsafe_load", "load_all"}):
+                offenders.append(f"{name}:{node.lineno} yaml.{node.attr}")
+    assert not offenders, offenders

@@ -272,7 +272,7 @@ def available_template_sets() -> list[str]:
 @functools.cache
 def cot_cues() -> tuple[str, ...]:
     """The lower-cased reasoning-cue phrases of resources/cot_cues.yaml ("step by step", ...)."""
-    data = yaml.safe_load(COT_CUES_FILE.read_text(encoding="utf-8")) or {}
+    data = yaml_io.load_file(COT_CUES_FILE) or {}
     cues = data.get("cues") if isinstance(data, dict) else None
     if not isinstance(cues, list) or not cues or not all(isinstance(c, str) and c.strip() for c in cues):
         raise TemplateError(f"{COT_CUES_FILE}: expected a non-empty list of strings under 'cues'")

@@ -22,9 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
-from flan_nb import config
+from flan_nb import config, yaml_io
 
 PAPER = "paper"
 # EvalParams fields a protocol sets; None in a notebook's parameters means "from the protocol"
@@ -43,7 +41,7 @@ class ProtocolError(config.ParamsError):
 def protocols() -> dict[str, dict[str, Any]]:
     """name -> {key: value} of every protocol in resources/protocols.yaml (checked)."""
     ref = resources.files("flan_nb") / "resources" / "protocols.yaml"
-    raw = yaml.safe_load(ref.read_text(encoding="utf-8"))
+    raw = yaml_io.load_file(ref)
     if not isinstance(raw, Mapping) or PAPER not in raw:
         raise ProtocolError(f"{ref}: expected a mapping of protocols including `{PAPER}`")
     out: dict[str, dict[str, Any]] = {}

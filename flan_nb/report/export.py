@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from flan_nb import runs
+
 # ---------------------------------------------------------------------------------------------
 # rendering
 
@@ -66,8 +68,10 @@ def export(
     written = []
     for name, df in tables.items():
         md, tex = out / f"{name}.md", out / f"{name}.tex"
-        md.write_text(to_markdown(df, notes=notes), encoding="utf-8")
-        tex.write_text(to_latex(df, caption=name.replace("_", " ")), encoding="utf-8")
+        # portable: no checkout location in a committed table (runs.portable)
+        md.write_text(runs.portable(to_markdown(df, notes=notes)), encoding="utf-8")
+        tex.write_text(runs.portable(to_latex(df, caption=name.replace("_", " "))),
+                       encoding="utf-8")
         written += [md, tex]
     return written
 

@@ -88,7 +88,7 @@ def write_launch_params(cfg: TrainParams, run: Any) -> Path:
     section.pop("params_file")
     path = run.path / "train" / "launch_params.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"experiment": "02_finetune", "description": f"launched from {cfg.params_file or 'a notebook'}",
+    body = {"experiment": "02_finetune", "description": f"launched from {config.project_relative(cfg.params_file) if cfg.params_file else 'a notebook'}",
             "notebooks": {NOTEBOOK: section}}
     path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
     return path
