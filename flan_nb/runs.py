@@ -92,6 +92,14 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _output_value(key: str, value: Any) -> Any:
+    """A `*_path` output is recorded relative to the project (portable); hand it back as a path
+    that works from any working directory (a notebook kernel runs in notebooks/)."""
+    if key.endswith("_path") and isinstance(value, str) and value:
+        return str(config.resolve_path(value))
+    return value
+
+
 def portable(text: str) -> str:
     """`text` with this checkout's absolute location written relative to the project root:
     `<root>/x` -> `x` and `<root's parent>/y` -> `../y` (the data mirror beside the checkout).
@@ -159,10 +167,12 @@ class Run:
                 f"run {self.run_id} has no output `{key}`: run {producer} in this run first, "
                 f"or pass the value explicitly as a parameter"
             )
-        return outputs[key]["value"]
+        return _output_value(key, outputs[key]["value"])
 
     def outputs(self) -> dict[str, Any]:
-        return {k: v["value"] for k, v in read_json(self.path / "outputs.json", {}).items()}
+        """Every recorded output; `*_path` values as absolute paths (see `output`)."""
+        return {k: _output_value(k, v["value"])
+                for k, v in read_json(self.path / "outputs.json", {}).items()}
 
     # files ---------------------------------------------------------------------------------
     def write_json(self, rel: str, obj: Any) -> Path:

@@ -25,7 +25,7 @@ DIRECTORY_KEYS = ("data_root",)
 # keys that are existing paths whenever they are set (a file or a directory)
 PATH_KEYS = ("init_checkpoint", "mixture_path")
 # keys that are model specs (models.load) whenever they are set
-MODEL_KEYS = ("model",)
+MODEL_KEYS = ("model", "tokenizer")  # tokenizer: 01_data_mixing's few-shot budget unit
 # the learning rates any optimizer here trains with: Adafactor/AdamW finetuning uses 1e-5..1e-2;
 # above 1 is a typo (1.0e+99), not a setting
 LR_RANGE = (0.0, 1.0)
@@ -75,7 +75,7 @@ def _check_common(cfg: Any, bad: Where) -> None:
             raise bad(field.name, f"directory {config.resolve_path(value)} does not exist")
         if field.name in PATH_KEYS and not config.resolve_path(value).exists():
             raise bad(field.name, f"path {config.resolve_path(value)} does not exist")
-        if field.name in MODEL_KEYS:
+        if field.name in MODEL_KEYS and value != "whitespace":
             problem = models.spec_problem(value, config.project_root())
             if problem:
                 raise bad(field.name, f"not a usable model spec: {problem}")
@@ -100,7 +100,7 @@ def _train(cfg: Any, bad: Where) -> None:
 
 
 def _mixing(cfg: Any, bad: Where) -> None:
-    from flan_nb.data import mixing, registry
+    from flan_nb.data import mixing, mixture_size, registry
     from flan_nb.data.formats import FormatRatios
     from flan_nb.data.mixture_io import MixingError
 
@@ -113,17 +113,26 @@ def _mixing(cfg: Any, bad: Where) -> None:
                         ("caps", lambda: mixing.resolve(cfg)),
                         ("fs_fraction", lambda: FormatRatios(cfg.fs_fraction, cfg.opt_fraction,
                                                              cfg.cot_fraction, cfg.max_exemplars,
-                                                             cfg.max_input_tokens))):
+                                                             cfg.max_input_tokens,
+                                                             cfg.fill_fraction, cfg.tokenizer))):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "rates sum to 2, normalized": mix() warns
                 loader()
         except (MixingError, registry.UnknownNameError) as exc:
             message = str(exc)
-            named = next((k for k in ("opt_fraction", "cot_fraction", "max_exemplars")
+            named = next((k for k in ("opt_fraction", "cot_fraction", "fill_fraction",
+                                      "max_exemplars", "max_input_tokens")
                           if message.startswith(k)), key)
             raise bad(named, message) from None
-    _at_least(cfg, bad, 1, "num_examples", "workers")
+    if isinstance(cfg.num_examples, str):
+        if cfg.num_examples != mixture_size.AUTO:
+            raise bad("num_examples", f"must be a positive integer or {mixture_size.AUTO!r}")
+    else:
+        _at_least(cfg, bad, 1, "num_examples")
+    _at_least(cfg, bad, 1, "workers")
+    if cfg.on_bad_rows not in ("raise", "skip"):
+        raise bad("on_bad_rows", "must be 'raise' or 'skip'")
     _at_least(cfg, bad, 0, "max_input_tokens", "synthetic_examples_per_family",
               "max_examples_per_task")
 

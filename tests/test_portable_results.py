@@ -62,5 +62,9 @@ def test_a_run_writes_portable_records(tmp_path) -> None:
     run = runs.open_run(str(tmp_path / "r"), notebook="02_finetune")
     run.record_output("checkpoint_path", str(root / "artifacts" / "x" / "checkpoint" / "final"))
     run.write_metrics("train", {"mixture_path": str(root / "artifacts" / "x" / "mixture")})
-    assert run.output("checkpoint_path") == "artifacts/x/checkpoint/final"
+    recorded = json.loads((run.path / "outputs.json").read_text(encoding="utf-8"))
+    assert recorded["checkpoint_path"]["value"] == "artifacts/x/checkpoint/final"
     assert run.read_metrics()["train"]["mixture_path"] == "artifacts/x/mixture"
+    # readers get a path that works from any working directory (kernels run in notebooks/)
+    assert run.output("checkpoint_path") == str(root / "artifacts" / "x" / "checkpoint" / "final")
+    assert run.outputs()["checkpoint_path"] == run.output("checkpoint_path")

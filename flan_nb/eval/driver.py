@@ -198,8 +198,7 @@ def model_spec(cfg: EvalParams, run: Any) -> str:
     if cfg.model:
         return cfg.model
     try:
-        # recorded relative to the project (runs.portable): a file path again here
-        return str(config.resolve_path(run.output("checkpoint_path")))
+        return str(run.output("checkpoint_path"))
     except KeyError as exc:  # runs.MissingOutput is a KeyError
         raise EvalError(
             f"model is empty, which means the checkpoint of this run's 02_finetune stage, but "
