@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
+
+import pytest
 
 from flan_nb import cli
 from flan_nb.data import template_audit as A
 from flan_nb.data import templates as T
+
+template_audit = A
+DATA = Path(os.environ.get("FLAN_NB_DATA", "/work/shared/data"))
 
 
 def test_input_has_instruction_rule():
@@ -56,3 +63,28 @@ def test_instruction_fields_count_as_the_instruction(tmp_path):
         assert "nope" in str(exc) and "bad.yaml" in str(exc)
     else:
         raise AssertionError("an instruction field outside 'fields' must be refused")
+
+
+def test_rendered_examples_cover_every_collection_and_format_shaped():
+    df = template_audit.rendered_examples(None)
+    assert set(df.collection) == {"muffin", "t0sf", "niv2", "cot"}
+    for c, group in df.groupby("collection"):
+        want = {"zs_noopt", "zs_opt", "fs_noopt", "fs_opt"} | ({"zs_cot", "fs_cot"} if c == "cot" else set())
+        assert set(group.format) == want, c
+    assert set(df.data) == {"shaped record (no local data)"}
+    assert df[df.format.str.startswith("fs")].inputs.str.contains("<", regex=False).all()
+    # a few-shot render shows its exemplars' answers, a zero-shot one only the query
+    fs = df[(df.collection == "muffin") & (df.format == "fs_noopt")].iloc[0]
+    assert "<answer 2>" in fs.inputs or "<option 2a>" in fs.inputs
+    cot = df[(df.collection == "cot") & (df.format == "zs_cot")].iloc[0]
+    assert cot.cot and "<rationale 1>" in cot.targets
+    niv2 = df[(df.collection == "niv2") & (df.format == "fs_noopt")].iloc[0]
+    assert "<definition 2>" not in niv2.inputs  # the definition is the task's, not per record
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="offline mirror not present")
+def test_rendered_examples_use_real_rows_when_the_mirror_has_them():
+    df = template_audit.rendered_examples(DATA)
+    assert set(df.collection) == {"muffin", "t0sf", "niv2", "cot"}
+    assert df.data.str.startswith("real rows").all()
+    assert not df.inputs.str.contains("<inputs", regex=False).any()

@@ -49,6 +49,9 @@ class FormatRatios:
             raise MixingError(f"max_input_tokens must be >= 0, got {self.max_input_tokens}")
 
 
+# the template set of rows rendered already (the authors' Flan Collection exports, flan_exports):
+# render() returns their text, format and cot flag as they are
+PRERENDERED = "prerendered"
 COT_COLLECTIONS = ("cot", "synthetic")  # only these carry rationales (paper: only CoT data uses CoT formats)
 
 
@@ -68,7 +71,9 @@ class Renderer:
     def template_set(self, task: Task) -> templates.TemplateSet:
         if task.id not in self._sets:
             name = task.template_set
-            if name not in self.available:
+            if name == PRERENDERED:
+                name = "passthrough"  # never rendered with: render() returns the rows' own text
+            elif name not in self.available:
                 name = "passthrough"
                 self.fallbacks[task.id] = name
             self._sets[task.id] = templates.load_template_set(name)
@@ -94,6 +99,9 @@ class Renderer:
         counted with the ratios' tokenizer.
         """
         example = pool[index]
+        if task.template_set == PRERENDERED:
+            return (example["inputs"], example["targets"], example["template_id"], example["format"],
+                    bool(example["cot"]))
         tset = self.template_set(task)
         fmt, cot = self.choose(task, example, rng, tset)
         if (fmt.endswith("_opt") and task.collection == "t0sf"

@@ -393,12 +393,21 @@ def build_mixture(cfg: MixingParams, run: Any, *, progress: bool = True) -> dict
             f"preset {preset.name!r} mixes what the offline mirror holds: set data_root (or "
             f"FLAN_NB_DATA) to the mirror, or use preset 'synthetic'")
     registry = registry_mod.load_registry()
-    tasks, hygiene = select_tasks(preset, registry, root)
-    task_data, load_report = load_task_data(tasks, root, seed=cfg.seed,
-                                            synthetic_n=cfg.synthetic_examples_per_family,
-                                            max_examples_per_task=cfg.max_examples_per_task,
-                                            progress=progress, on_bad_rows=cfg.on_bad_rows)
     coll_of = {t.id: t.collection for t in registry.tasks.values()}
+    if preset.exports:  # the authors' rendered exports: their own templates, nothing rendered here
+        from flan_nb.data import flan_exports
+
+        tasks, hygiene, pairs, load_report, export_colls = flan_exports.load_for_preset(
+            preset, root, seed=cfg.seed, max_rows_per_task=cfg.max_examples_per_task or None,
+            on_bad_rows=cfg.on_bad_rows)
+        task_data = [TaskData(t, rows) for t, rows in pairs]
+        coll_of.update(export_colls)
+    else:
+        tasks, hygiene = select_tasks(preset, registry, root)
+        task_data, load_report = load_task_data(tasks, root, seed=cfg.seed,
+                                                synthetic_n=cfg.synthetic_examples_per_family,
+                                                max_examples_per_task=cfg.max_examples_per_task,
+                                                progress=progress, on_bad_rows=cfg.on_bad_rows)
     missing = missing_data(preset.collections, rates, [td.task for td in task_data],
                            load_report["failed_to_load"], hygiene["unavailable_dropped"], coll_of)
     check_missing(missing, preset=preset.name, allow_missing=cfg.allow_missing or preset.only_available)

@@ -10,7 +10,7 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,10 @@ class Preset:
     only_available: bool
     notes: str
     path: str
+    # rendered Flan Collection exports (flan_exports): {submix: {source, task_source, collection}};
+    # empty = our registry tasks rendered with our templates
+    exports: Mapping[str, Any] = field(default_factory=dict)
+    exclude_tasks: tuple[str, ...] = ()  # regexes of export task names to leave out
 
 
 def available_presets() -> list[str]:
@@ -48,20 +52,26 @@ def load_preset(name: str) -> Preset:
     if not path.is_file():
         raise registry_mod.unknown(name, available_presets(), "mixture preset")
     doc = yaml_io.load_file(path)
-    known = {"name", "description", "collections", "rates", "caps", "niv2_first_n", "only_available", "notes"}
+    known = {"name", "description", "collections", "rates", "caps", "niv2_first_n", "only_available", "notes",
+             "exports", "exclude_tasks"}
     extra = set(doc) - known
     if extra:
         raise MixingError(f"{path}: unknown key(s) {sorted(extra)}; known: {sorted(known)}")
     if doc.get("name") != name:
         raise MixingError(f"{path}: name {doc.get('name')!r} must equal the file stem {name!r}")
     collections = tuple(doc["collections"])
+    if doc.get("exports"):
+        from flan_nb.data import flan_exports
+
+        flan_exports.parse_exports(doc["exports"], str(path))
     for c in collections:
         if c not in COLLECTIONS:
             raise registry_mod.unknown(c, COLLECTIONS, f"collection (in {path})")
     return Preset(name=name, description=doc.get("description", ""), collections=collections,
                   rates=dict(doc["rates"]), caps={**DEFAULT_CAPS, **(doc.get("caps") or {})},
                   niv2_first_n=doc.get("niv2_first_n"), only_available=bool(doc.get("only_available")),
-                  notes=doc.get("notes", ""), path=str(path))
+                  notes=doc.get("notes", ""), path=str(path), exports=dict(doc.get("exports") or {}),
+                  exclude_tasks=tuple(doc.get("exclude_tasks") or ()))
 
 
 def normalize_rates(rates: Mapping[str, float], *, where: str = "rates", tolerance: float = 1e-6

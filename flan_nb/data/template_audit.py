@@ -173,3 +173,89 @@ def audit_table(report: Mapping[str, Any]) -> Any:
     import pandas as pd
 
     return pd.DataFrame(report["collections"]).set_index("collection")
+
+
+# ---------------------------------------------------------------------------------------------
+# One rendered example per collection and format (notebook 01)
+
+EXAMPLE_FORMATS = (("zs_noopt", "zs_noopt", False), ("zs_opt", "zs_opt", False), ("fs_noopt", "fs_noopt", False),
+                   ("fs_opt", "fs_opt", False), ("zs_cot", "zs_opt", True), ("fs_cot", "fs_opt", True))
+EXAMPLE_COLLECTIONS = ("muffin", "t0sf", "niv2", "cot")
+_TRIES = 6  # local tasks tried per collection for one whose rows have answer options
+
+
+def _shaped_pool(tset: templates.TemplateSet, n: int = 3) -> list[dict[str, Any]]:
+    """`n` records shaped like the set's data, every value a readable placeholder."""
+    pool = []
+    for i in range(1, n + 1):
+        # an instruction field (NIV2's definition) is the task's, the same in every record
+        rec: dict[str, Any] = {f: f"<{f}>" if f in tset.instruction_fields else f"<{f} {i}>" for f in tset.fields}
+        rec["options"] = [f"<option {i}a>", f"<option {i}b>"] if tset.has_options else []
+        rec.setdefault("inputs", f"<inputs {i}>")
+        rec["targets"] = rec["options"][0] if rec["options"] else f"<answer {i}>"
+        rec.setdefault("rationale", f"<rationale {i}>")
+        rec["example_id"] = str(i)
+        pool.append(rec)
+    return pool
+
+
+def _example_pool(collection: str, reg: Any, root: Path | None, cov: Any, renderer: Any
+                  ) -> tuple[Any, list[dict[str, Any]], str]:
+    """(task, rows, where the rows come from): real local rows of the collection's first local
+    task whose rows have answer options (else its first local task), else shaped records."""
+    from flan_nb.data import loaders
+
+    tasks = [t for t in reg if t.collection == collection and not t.held_out]
+    if root is not None:
+        ok = set(cov.loc[cov["available"], "id"])
+        how = dict(zip(cov["id"], cov["how"], strict=True))
+        found = None
+        for task in [t for t in tasks if t.id in ok][:_TRIES]:
+            try:
+                rows = loaders.load_task(task, root, max_examples=20, on_bad_rows="skip").to_list()
+            except (FileNotFoundError, NotImplementedError):
+                continue
+            rows = fewshot.dedupe_rows(rows)[0]
+            if len(rows) >= 3 and (found is None or (any(r["options"] for r in rows[:3]) and not found[3])):
+                found = (task, rows, f"real rows ({how[task.id]})", any(r["options"] for r in rows[:3]))
+                if found[3]:
+                    break
+        if found is not None:
+            return found[0], found[1], found[2]
+    shaped = sorted(tasks, key=lambda t: not renderer.template_set(t).has_options)
+    task = shaped[0]
+    return task, _shaped_pool(renderer.template_set(task)), "shaped record (no local data)"
+
+
+def rendered_examples(data_root: str | Path | None = None, *,
+                      collections: Sequence[str] = EXAMPLE_COLLECTIONS) -> Any:
+    """One rendered example per collection in each format: zs/fs x noopt/opt, and zs/fs with a
+    chain of thought where the collection has rationales (CoT). Uses real rows of one local task
+    per collection when `data_root` (the offline mirror) has them, else records shaped like the
+    task's data with placeholder values; the `data` column says which.
+
+    Returns a DataFrame with columns collection, format (requested), rendered_format (after the
+    fallbacks: *_opt renders *_noopt without options), cot, task, template_id, data, inputs,
+    targets. Few-shot rows use two other rows of the same task as exemplars."""
+    import pandas as pd
+
+    from flan_nb.data import registry as registry_mod
+    from flan_nb.data.formats import FormatRatios, Renderer
+
+    reg = registry_mod.load_registry()
+    root = Path(data_root) if data_root else None
+    cov = registry_mod.coverage(root, reg) if root is not None else None
+    renderer = Renderer(FormatRatios(0.0, 0.0, 0.0, 0, 0))
+    out = []
+    for collection in collections:
+        task, pool, data = _example_pool(collection, reg, root, cov, renderer)
+        tset = renderer.template_set(task)
+        for label, fmt, cot in EXAMPLE_FORMATS:
+            if cot and not (tset.has_cot and pool[0].get("rationale")):
+                continue
+            r = templates.render(pool[0], tset, fmt=fmt, cot=cot, rng=random.Random(f"{task.id}/{label}"),
+                                 exemplars=pool[1:3] if fmt.startswith("fs") else ())
+            out.append({"collection": collection, "format": label, "rendered_format": r.format, "cot": r.cot,
+                        "task": task.id, "template_id": r.template_id, "data": data, "inputs": r.inputs,
+                        "targets": r.targets})
+    return pd.DataFrame(out)
