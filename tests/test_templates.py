@@ -294,3 +294,30 @@ def test_real_cot_rows_render(data_root):
                          exemplars=exs[1:], max_input_tokens=400)
             assert exs[0]["inputs"].split("\n")[0] in r.inputs
             assert r.targets.startswith(exs[0]["rationale"][:15]) and exs[0]["targets"] in r.targets
+
+
+def test_few_shot_prompts_read_cleanly():
+    """Real renders (issue 11): no doubled labels ("Problem: Question: ..."), no label before an
+    open slot's answer on its own line, at least a blank line between exemplars, and a task's own
+    instruction (NIV2's definition) stated once above the worked examples."""
+    import random as _random
+
+    niv2 = T.load_template_set("niv2")
+    rows = [{"definition": "Turn the table into a sentence.", "inputs": f"name[R{i}]",
+             "targets": f"R{i} is a place.", "pos_input": "x", "pos_output": "y"} for i in range(4)]
+    for seed in range(20):
+        r = T.render(rows[0], niv2, fmt="fs_noopt", rng=_random.Random(seed), exemplars=rows[1:])
+        if r.n_exemplars:
+            assert r.inputs.count("Turn the table into a sentence.") == 1, r.inputs
+    gsm = T.load_template_set("gsm8k")
+    ex = [{"inputs": f"Question {i}?", "targets": str(i), "rationale": f"{i} because."}
+          for i in range(4)]
+    for seed in range(40):
+        r = T.render(ex[0], gsm, fmt="fs_noopt", cot=True, rng=_random.Random(seed),
+                     exemplars=ex[1:])
+        for label in ("Question", "Problem", "Input", "Q"):
+            assert f"{label}: Question:" not in r.inputs and f"{label}: Problem:" not in r.inputs
+        assert "Answer:\nA:" not in r.inputs and "Output:\nOutput:" not in r.inputs
+        if r.n_exemplars:
+            # the worked answer of one exemplar never runs straight into the next question
+            assert "\n\n" in r.inputs or "\n---\n" in r.inputs

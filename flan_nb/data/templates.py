@@ -68,16 +68,41 @@ class ExemplarStyle:
     separator: str  # between consecutive blocks
 
 
+# Exemplars are always set apart by at least a blank line: a single newline between one worked
+# example's answer and the next question reads as one run-on text.
 EXEMPLAR_STYLES = (
     ExemplarStyle("plain2", "", "\n", "", "\n\n"),
     ExemplarStyle("plain3", "", "\n", "", "\n\n\n"),
-    ExemplarStyle("plain1", "", "\n", "", "\n"),
     ExemplarStyle("qa", "Q: ", "\nA: ", "\nA:", "\n\n"),
     ExemplarStyle("question_answer", "Question: ", "\nAnswer: ", "\nAnswer:", "\n\n"),
     ExemplarStyle("input_output", "Input: ", "\nOutput: ", "\nOutput:", "\n\n"),
     ExemplarStyle("problem_solution", "Problem: ", "\nSolution: ", "\nSolution:", "\n\n\n"),
     ExemplarStyle("dashes", "", "\n", "", "\n---\n"),
 )
+
+
+# A rendered input that already opens with a label ("Question: ...", "Premise: ...") or already
+# ends in an open answer slot ("...\nAnswer:") gets an unlabelled style: a labelled one would
+# print "Problem: Question: ..." or "Answer:\nA: ...".
+_OPENING_LABEL = re.compile(r"^\s*[A-Z][A-Za-z ]{0,24}:")
+_OPEN_SLOT = re.compile(r"(?:^|\n)\s*[A-Z][A-Za-z ]{0,24}:\s*$")
+
+
+# after an open slot ("Output:") the worked answer follows on the same line
+_SLOT_STYLES = (
+    ExemplarStyle("slot2", "", " ", "", "\n\n"),
+    ExemplarStyle("slot3", "", " ", "", "\n\n\n"),
+    ExemplarStyle("slot_dashes", "", " ", "", "\n---\n"),
+)
+
+
+def exemplar_styles(query: str) -> tuple[ExemplarStyle, ...]:
+    """The exemplar styles that fit a rendered query (see _OPENING_LABEL)."""
+    if _OPEN_SLOT.search(query):
+        return _SLOT_STYLES
+    if _OPENING_LABEL.match(query):
+        return tuple(s for s in EXEMPLAR_STYLES if not s.input_prefix)
+    return EXEMPLAR_STYLES
 
 
 class TemplateError(ValueError):
@@ -338,6 +363,19 @@ def _render_pair(example: Mapping[str, Any], tset: TemplateSet, t: Template, hea
     return inputs, targets.strip()
 
 
+def _split_instruction(t: Template, tset: TemplateSet) -> tuple[str, Template]:
+    """(instruction head, the rest as a template) for few-shot prompts: the head is every line
+    up to the last one naming an instruction field (NIV2's `{definition}`), so a task's
+    instruction is written once and not before every exemplar. ("", t) when there is none."""
+    lines = t.input.split("\n")
+    marks = [i for i, line in enumerate(lines)
+             if any("{" + f + "}" in line for f in tset.instruction_fields)]
+    rest = "\n".join(lines[marks[-1] + 1:]).strip("\n") if marks else ""
+    if not marks or "{" not in rest:
+        return "", t
+    return "\n".join(lines[:marks[-1] + 1]), dataclasses.replace(t, input=rest)
+
+
 def _fit_exemplars(shots: Sequence[tuple[str, str]], style: ExemplarStyle, query: str, budget: int,
                    count: Callable[[str], int], assemble: Callable[[int], str]) -> int:
     """The most leading exemplars whose assembled prompt counts <= budget.
@@ -405,7 +443,6 @@ def render(
                                 f"format {fmt!r} with {len(exemplars)} exemplars cannot use them")
         template = rng.choice(regular)
     header = rng.choice(OPTIONS_HEADERS) if has_opts else None
-    style = rng.choice(EXEMPLAR_STYLES) if few_shot else None
 
     def zero_shot(t: Template) -> Rendered:
         inp, tgt = _render_pair(example, tset, t, header, cot)
@@ -419,14 +456,18 @@ def render(
     if not few_shot or not exemplars:
         return zero_shot(template)
 
-    assert style is not None
-    query, target = _render_pair(example, tset, template, header, cot)
-    shots = [_render_pair(ex, tset, template, header, cot) for ex in exemplars]
+    # the task's own instruction (NIV2's definition) is stated once, above the worked examples
+    head_input, block = _split_instruction(template, tset)
+    head = _fill(head_input, dict(example), tset, template, "input").strip() if head_input else ""
+    query, target = _render_pair(example, tset, block, header, cot)
+    shots = [_render_pair(ex, tset, block, header, cot) for ex in exemplars]
+    style = rng.choice(exemplar_styles(query))
 
     def assemble(k: int) -> str:
         blocks = [style.input_prefix + i + style.target_prefix + o for i, o in shots[:k]]
         blocks.append(style.input_prefix + query + style.query_suffix)
-        return style.separator.join(blocks)
+        text = style.separator.join(blocks)
+        return f"{head}\n\n{text}" if head else text
 
     k = len(shots)
     if max_input_tokens is not None:
