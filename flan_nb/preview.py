@@ -38,21 +38,53 @@ def sweep_points(sweep_file: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _section_text(notebook: str, values: Mapping[str, Any]) -> list[str]:
+def _meaning(notebook: str, key: str, value: Any, values: Mapping[str, Any],
+             trained_model: str) -> str:
+    """What an eval notebook's "use the default" value stands for, said next to it: the values
+    that only the model or the data source fix (they are recorded in the run's meta)."""
+    from flan_nb.eval import benchmark_schema
+
+    bench = notebook.split("_eval_")[-1] if "_eval_" in notebook else ""
+    model = values.get("model") or trained_model
+    if key == "model" and value == "":
+        return f"this run's 02_finetune checkpoint ({trained_model or 'trained here'})"
+    if key == "max_context" and value == 0:
+        t5 = "t5" in model.lower()
+        return ("the model's real context: 2,048 (T5 family, relative positions)" if t5 else
+                "the model's real context: its config's max_position_embeddings")
+    if key == "max_new_tokens_direct" and value == 0 and bench:
+        direct = benchmark_schema.settings()[bench]["settings"].get("direct")
+        return f"the benchmark default: {direct['max_new_tokens']}" if direct else ""
+    if key == "split" and value == "" and bench == "mmlu":
+        return {"hub": "validation (the paper's split)",
+                "offline": "test: the offline mirror has no validation split"}.get(
+                    str(values.get("data")), "test (the synthetic sets)")
+    return ""
+
+
+def _section_text(notebook: str, values: Mapping[str, Any], trained_model: str = "") -> list[str]:
     head = notebook
     if "protocol" in values:
         rec = protocols.record(values)
         diffs = ", ".join(f"{k} {v['protocol']!r} -> {v['used']!r}"
                           for k, v in rec["protocol_overrides"].items())
         head += f"  [protocol {rec['protocol']}" + (f"; overrides: {diffs}]" if diffs else "]")
-    return [head] + [f"    {k}: {json.dumps(v)}" for k, v in values.items()]
+    lines = [head]
+    for k, v in values.items():
+        note = _meaning(notebook, k, v, values, trained_model) if "protocol" in values else ""
+        lines.append(f"    {k}: {json.dumps(v)}" + (f"   # = {note}" if note else ""))
+    return lines
 
 
 def format_resolved(resolved: Mapping[str, Any], indent: str = "") -> str:
-    """Readable text of {"notebooks": ...}: one block per notebook, protocol and overrides first."""
+    """Readable text of {"notebooks": ...}: one block per notebook, protocol and overrides first;
+    a default that only the model or the data fixes (`max_context: 0`, `split: ""`) is followed
+    by what it stands for."""
+    notebooks = resolved.get("notebooks") or {}
+    trained = str((notebooks.get("02_finetune") or {}).get("model", ""))
     lines: list[str] = []
-    for notebook, values in (resolved.get("notebooks") or {}).items():
-        lines += [indent + line for line in _section_text(notebook, values)]
+    for notebook, values in notebooks.items():
+        lines += [indent + line for line in _section_text(notebook, values, trained)]
     return "\n".join(lines)
 
 

@@ -346,6 +346,17 @@ def test_bbh_direct_reads_answer_statements():
     ("en", "She has 3 pies. The answer is 12/5.", None),             # a fraction
     ("en", "She sells 16 - 3 - 4 = 9 eggs at $2, making 9 * 2 = 18", "18"),  # no statement: last
     ("en", "If the answer is 12, she has 3 left. The answer is 1{,}000 apples.", "1000"),
+    # found by a new-user trial: an answer statement that names no number, an expression, and
+    # readings that are not sure are unparsed or the expression's result, never another number
+    ("en", "Tom had 3 apples. The answer is twelve.", None),
+    ("en", "She has 5 apples and eats 2. The answer is three.", None),
+    ("en", "The answer is 12 - 3 = 9.", "9"),
+    ("en", "The answer is 9 (= 3 x 3).", "9"),
+    ("en", "The answer is 1,23.", None),                             # neither decimal nor group
+    ("en", "The answer is 1.5k.", None),                             # a magnitude suffix
+    ("en", "The answer is 10^3.", None),                             # a power
+    ("en", "The answer is 5 km.", "5"),
+    ("en", "The answer is therefore 9.", "9"),
 ])
 def test_numbers_as_models_write_them(lang, raw, expected):
     assert A.extract("mgsm", "cot", raw, _mgsm(lang, "1")) == expected

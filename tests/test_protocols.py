@@ -191,3 +191,16 @@ def test_cot_budget_measurement_on_the_official_exemplars():
     assert (longest["source"], longest["tokens"], longest["words"]) == \
         ("bbh/geometric_shapes#3", 1799, 300)
     assert PAPER["max_new_tokens_cot"] > max(r["words"] for r in rows) * 3
+
+
+def test_resolve_text_says_what_the_defaults_stand_for(capsys):
+    """`flan-nb resolve` shows the values only the model or the data fix (issue 12: see before
+    spending): a T5's 2,048 context, MMLU's validation split on the hub, this run's checkpoint."""
+    from flan_nb import preview
+
+    assert preview.main(str(PARAMS / "flan-t5-base.yaml"), sweep=False, as_json=False) == 0
+    out = capsys.readouterr().out
+    mmlu = out.split("03_eval_mmlu")[1].split("04_eval_bbh")[0]
+    assert "max_context: 0   # = the model's real context: 2,048" in mmlu
+    assert 'split: ""   # = validation' in mmlu
+    assert "02_finetune checkpoint (google/t5-base-lm-adapt)" in mmlu

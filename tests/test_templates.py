@@ -129,8 +129,11 @@ def test_sets_without_options_never_add_a_block():
     ex = {"inputs": "Is the sky green?\nOptions:\n- yes\n- no", "targets": "no",
           "rationale": "The sky is blue.", "options": ["yes", "no"]}
     r = T.render(ex, T.load_template_set("creak"), fmt="zs_opt", rng=random.Random(0),
-                 template_id="creak9")  # creak9 is the bare "{inputs}" template
-    assert r.format == "zs_noopt" and r.inputs == ex["inputs"]
+                 template_id="creak9")  # creak9: "{inputs}" + a question, no {options_block}
+    assert r.format == "zs_noopt" and r.inputs.startswith(ex["inputs"])
+    # the choices the input already lists are the only ones: no second, computed block
+    assert r.inputs.count("- yes") == 1 and r.inputs.count("- no") == 1
+    assert not any(h in r.inputs for h in T.OPTIONS_HEADERS if h != "Options:")
 
 
 def test_few_shot_pruning_respects_budget():

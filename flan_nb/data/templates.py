@@ -81,10 +81,10 @@ EXEMPLAR_STYLES = (
 )
 
 
-# A rendered input that already opens with a label ("Question: ...", "Premise: ...") or already
+# A rendered input that already has a labelled line ("Question: ...", "Premise: ...") or already
 # ends in an open answer slot ("...\nAnswer:") gets an unlabelled style: a labelled one would
 # print "Problem: Question: ..." or "Answer:\nA: ...".
-_OPENING_LABEL = re.compile(r"^\s*[A-Z][A-Za-z ]{0,24}:")
+_OPENING_LABEL = re.compile(r"^\s*[A-Z][A-Za-z ]{0,24}:", re.M)
 _OPEN_SLOT = re.compile(r"(?:^|\n)\s*[A-Z][A-Za-z ]{0,24}:\s*$")
 
 
@@ -96,12 +96,21 @@ _SLOT_STYLES = (
 )
 
 
+# a labelled query ("Question: ...", possibly with an options list) gets no second label, but its
+# answer is labelled, so it cannot be read as one more option
+_ANSWER_STYLES = (
+    ExemplarStyle("answer2", "", "\nAnswer: ", "\nAnswer:", "\n\n"),
+    ExemplarStyle("answer3", "", "\nAnswer: ", "\nAnswer:", "\n\n\n"),
+    ExemplarStyle("a_dashes", "", "\nA: ", "\nA:", "\n---\n"),
+)
+
+
 def exemplar_styles(query: str) -> tuple[ExemplarStyle, ...]:
     """The exemplar styles that fit a rendered query (see _OPENING_LABEL)."""
     if _OPEN_SLOT.search(query):
         return _SLOT_STYLES
-    if _OPENING_LABEL.match(query):
-        return tuple(s for s in EXEMPLAR_STYLES if not s.input_prefix)
+    if _OPENING_LABEL.search(query):
+        return _ANSWER_STYLES
     return EXEMPLAR_STYLES
 
 

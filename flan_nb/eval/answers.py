@@ -362,16 +362,39 @@ def mgsm_number(raw: str, lang: str = "en", question_prefix: str = "") -> str | 
     found = [m for m in re.finditer(f"(?:{phrases})" + gap, text, re.I) if is_claim(text, m.start())]
     found += [m for m in _cue_number_regex(gap).finditer(text) if is_claim(text, m.start())]
     found.sort(key=lambda m: m.start())
+    # a later answer statement that names no number ("The answer is twelve.") is the last
+    # statement: the reading is not sure, never an earlier number of the text
+    worded = [m for m in _CUE_WORD.finditer(text) if is_claim(text, m.start())]
+    if worded and (not found or worded[-1].start() > found[-1].start()):
+        return None
     for m in reversed(found):
         value = nums.sure_number_at(text, m, lang, group=1)
         if value is not None:
-            return nums.canonical_number(value)
+            return nums.canonical_number(_result_of(text, m, value, lang))
     if found:
         return None
     every = list(nums.NUMBER.finditer(text))
     last = every[-1] if every else None
     value = nums.sure_number_at(text, last, lang) if last else None
     return None if value is None else nums.canonical_number(value)
+
+
+# the English cue family followed by a word, not a number: "The answer is twelve", "Answer: none"
+# (a few fillers such as "therefore" may stand between a cue and its number)
+_CUE_WORD = re.compile(answer_cue(("answer",)).pattern
+                       + r"[\s:]*(?!(?:therefore|thus|so|then|just|simply|exactly|about|"
+                       r"approximately|around|now|clearly|indeed)\b)[^\W\d_]", re.I)
+
+
+def _result_of(text: str, m: re.Match[str], value: float, lang: str) -> float:
+    """The result of an expression written after the cue ("The answer is 12 - 3 = 9.": 9): the
+    last number after an "=" in the same sentence, when that one reads surely."""
+    chain = re.match(r"(?:\s*[-+*/×x÷]\s*" + nums.NUMBER.pattern + r")+\s*=\s*("
+                     + nums.NUMBER.pattern + ")", text[m.end(1):])
+    if chain is None:
+        return value
+    result = nums.parse_number(chain.group(1), lang)
+    return value if result is None else result
 
 
 @functools.cache

@@ -86,8 +86,10 @@ def parse_number(token: str, lang: str = "en") -> float | None:
         and re.fullmatch(r"-?\d{1,3}(?:\.\d{3})+(?:,\d+)?", token)
     ):
         return float(token.replace(".", "").replace(",", "."))
-    if re.fullmatch(r"-?\d+,\d+", token):  # a decimal comma
-        return float(token.replace(",", "."))
+    if re.fullmatch(r"-?\d+,\d+", token):
+        # a decimal comma where the language writes one ("2,5"); elsewhere "1,23" is neither a
+        # decimal nor a thousands group, so not sure
+        return float(token.replace(",", ".")) if comma_decimal(lang) else None
     if re.fullmatch(r"-?\d+(?:\.\d+)?", token):
         return float(token)
     return None
@@ -99,7 +101,9 @@ def sure_number_at(text: str, m: re.Match[str], lang: str, group: int = 0) -> fl
     the language does not group digits so ("5 250" in English)."""
     start, end = m.span(group)
     after, before = text[end:end + 5], text[max(0, start - 2):start]
-    if re.match(r"[/:]\d", after):
+    # a fraction or time ("12/5", "3:30"), a power ("10^3", "10**3", "1e3") or a magnitude
+    # suffix ("1.5k", "2M"): the digits alone are not the number meant
+    if re.match(r"[/:]\d|\^|\*\*|[eE][-+]?\d|[kKmMbB](?![A-Za-z])", after):
         return None
     if lang not in bd.settings()["mgsm"].get("space_thousands", []) and (
         re.match(r" \d{3}(?!\d)", after)
