@@ -49,8 +49,11 @@ def _meaning(notebook: str, key: str, value: Any, values: Mapping[str, Any],
     if key == "model" and value == "":
         return f"this run's 02_finetune checkpoint ({trained_model or 'trained here'})"
     if key == "max_context" and value == 0:
-        t5 = "t5" in model.lower()
-        return ("the model's real context: 2,048 (T5 family, relative positions)" if t5 else
+        from flan_nb import models
+
+        t5 = "t5" in model.lower()  # a name check: the config is only read when the model loads
+        return (f"the model's real context: {models.T5_DEFAULT_MAX_CONTEXT:,} (T5 family, "
+                "relative positions)" if t5 else
                 "the model's real context: its config's max_position_embeddings")
     if key == "max_new_tokens_direct" and value == 0 and bench:
         direct = benchmark_schema.settings()[bench]["settings"].get("direct")

@@ -120,6 +120,18 @@ def write_json(path: Path, obj: Any) -> None:
                       + "\n")
 
 
+def read_jsonl(path: Path) -> list[Any]:
+    """The records of a JSON-lines file; [] when it does not exist."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def train_log(run: Any) -> list[dict[str, Any]]:
+    """Every record of <run>/train_log.jsonl: per-step losses and periodic evaluations."""
+    return read_jsonl(Path(run.path if hasattr(run, "path") else run) / "train_log.jsonl")
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     if not path.is_file():
         return default

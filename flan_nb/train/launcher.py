@@ -199,11 +199,9 @@ class _LivePlot:
 def read_log(run: Any) -> list[dict[str, Any]]:
     """The per-step records of <run>/train_log.jsonl (periodic_eval.read_eval_scores: the
     held-out evaluations logged there too)."""
-    path = Path(run.path if hasattr(run, "path") else run) / "train_log.jsonl"
-    if not path.is_file():
-        return []
-    recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [r for r in recs if "loss" in r]
+    from flan_nb import runs
+
+    return [r for r in runs.train_log(run) if "loss" in r]
 
 
 def collection_losses(log: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -138,11 +138,9 @@ def _evaluate_and_record(state: Any) -> None:
 
 def read_eval_scores(run: Any) -> list[dict[str, Any]]:
     """The periodic-evaluation records of <run>/train_log.jsonl (step, eval_score, eval_scores)."""
-    path = Path(run.path if hasattr(run, "path") else run) / "train_log.jsonl"
-    if not path.is_file():
-        return []
-    recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [r for r in recs if r.get("event") == EVENT]
+    from flan_nb import runs
+
+    return [r for r in runs.train_log(run) if r.get("event") == EVENT]
 
 
 def check(cfg: Any, where: str, bad_config: Sequence[str] = SHARDED_CONFIGS) -> str | None:
