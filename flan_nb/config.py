@@ -239,7 +239,10 @@ def validate(cls: type[T], namespace: Mapping[str, Any], *, params_file: str = "
     """
     names = [f.name for f in dataclasses.fields(cls)]
     if params_file:
-        section = notebook_section(load_params_file(params_file), notebook, params_file)
+        # a labelled run of the notebook ("04_eval_bbh@before") reads its own section
+        label = namespace.get("label") or ""
+        key = f"{notebook}@{label}" if label else notebook
+        section = notebook_section(load_params_file(params_file), key, params_file)
         check_values(cls, section, params_file=params_file, notebook=notebook, require_all=False)
     missing = [n for n in names if n not in namespace]
     if missing:

@@ -9,8 +9,10 @@ in the run directory, the run is marked `failed`, and the runner exits non-zero.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -32,8 +34,14 @@ NOTEBOOK_PARAMS: dict[str, str] = {
     "06_eval_mgsm": "flan_nb.eval.driver:EvalParams",
     "07_tables": "flan_nb.report.tables:TablesParams",
     "08_scaling": "flan_nb.report.figures:ScalingParams",
+    "09_before_after": "flan_nb.report.before_after:BeforeAfterParams",
 }
 INJECTED = ("run_dir", "params_file")
+# "04_eval_bbh@before": notebook 04_eval_bbh run a second time in the same run, under the label
+# "before" (its `label` parameter, set by the runner from the key); it writes its metrics and
+# predictions to <run>/before/ (see runs.Run.labelled).
+LABEL_SEP = "@"
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 TOP_LEVEL = {"experiment": str, "description": str, "notebooks": dict}
 
 
@@ -47,6 +55,35 @@ class PipelineError(RuntimeError):
 
 def notebooks_dir() -> Path:
     return config.project_root() / "notebooks"
+
+
+def split_key(key: str, params_file: str = "") -> tuple[str, str]:
+    """`"04_eval_bbh@before"` -> ("04_eval_bbh", "before"); a plain notebook name -> (name, "").
+
+    Raises config.ParamsError for a label that is not lowercase letters, digits, `_`, `-`."""
+    notebook, sep, label = key.partition(LABEL_SEP)
+    if sep and not _LABEL.match(label):
+        where = f" in params file {params_file}" if params_file else ""
+        raise config.ParamsError(f"notebook key `{key}`{where}: the label after `@` must be "
+                                 "lowercase letters, digits, `_` or `-` (e.g. 04_eval_bbh@before)")
+    return notebook, label
+
+
+def section_of(params: Mapping[str, Any], key: str, params_file: str = "") -> dict[str, Any]:
+    """The params file section of notebook key `key`, with the label of a labelled key set."""
+    notebook, label = split_key(key, params_file)
+    section = config.notebook_section(params, key, params_file)
+    if not label:
+        return section
+    cls = params_class(notebook, params_file)
+    if "label" not in {f.name for f in dataclasses.fields(cls)}:
+        raise config.ParamsError(f"notebook key `{key}` in params file {params_file}: notebook "
+                                 f"{notebook} has no `label` parameter, so it cannot run twice; "
+                                 "only the evaluation notebooks can")
+    if section.get("label", label) != label:
+        raise config.ParamsError(f"section {key} of params file {params_file} sets label "
+                                 f"`{section['label']}`; the key's label is `{label}`: drop the key")
+    return {**section, "label": label}
 
 
 def params_class(notebook: str, params_file: str = "") -> type:
@@ -92,31 +129,32 @@ def resolve(params: Mapping[str, Any], params_file: str = "",
     nb_dir = nb_dir or notebooks_dir()
     resolved: dict[str, Any] = {k: copy.deepcopy(v) for k, v in params.items() if k != "notebooks"}
     resolved["notebooks"] = {}
-    for notebook in params["notebooks"]:
-        section = config.notebook_section(params, notebook, params_file)
+    for key in params["notebooks"]:
+        notebook, _ = split_key(key, params_file)
+        section = section_of(params, key, params_file)
         path = nb_dir / f"{notebook}.ipynb"
         cls = params_class(notebook, params_file)
         if not path.is_file():
             raise config.ParamsError(f"params file {params_file} names notebook {notebook}, but "
                                      f"{path} does not exist")
-        for key in INJECTED:
-            if key in section:
+        for name in INJECTED:
+            if name in section:
                 raise config.ParamsError(
-                    f"`{key}` in section {notebook} of params file {params_file} is set by the "
+                    f"`{name}` in section {key} of params file {params_file} is set by the "
                     "runner; remove it"
                 )
         defaults = config.parameters_cell(path)
         merged = {**defaults, **section}
         values = config.check_values(cls, {k: v for k, v in merged.items() if k not in INJECTED},
-                                     params_file=params_file, notebook=notebook,
+                                     params_file=params_file, notebook=key,
                                      require_all=False)
         if "protocol" in values:  # eval notebooks: protocol values for the keys left None
-            values = protocols.fill(values, f"params file {params_file}, notebook {notebook}")
+            values = protocols.fill(values, f"params file {params_file}, notebook {key}")
         cfg = cls(**{**values, **{k: "" for k in INJECTED}})
         value_checks.check(notebook, cfg, params_file)
-        resolved["notebooks"][notebook] = config.as_dict(cfg)
-        for key in INJECTED:
-            resolved["notebooks"][notebook].pop(key)
+        resolved["notebooks"][key] = config.as_dict(cfg)
+        for name in INJECTED:
+            resolved["notebooks"][key].pop(name)
     return resolved
 
 
@@ -148,12 +186,13 @@ def _stamp_notebook(path: Path, manifest: Mapping[str, Any]) -> None:
 
 def _finalize_metrics(run: runs.Run) -> None:
     """Add the paper's normalized average once the benchmark metrics exist."""
-    metrics = run.read_metrics()
-    if not any(b in metrics for b in ("mmlu", "bbh", "tydiqa", "mgsm")):
-        return
     from flan_nb.eval import scores
 
-    run.write_metrics("normalized_average", scores.normalized_average(metrics))
+    labelled = [run.labelled(p.parent.name) for p in sorted(run.path.glob("*/metrics.json"))]
+    for target in [run, *labelled]:
+        metrics = target.read_metrics()
+        if any(b in metrics for b in ("mmlu", "bbh", "tydiqa", "mgsm")):
+            target.write_metrics("normalized_average", scores.normalized_average(metrics))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -248,12 +287,13 @@ def _execute(notebook: str, run: runs.Run, params: Mapping[str, Any], params_pat
     """
     import papermill
 
-    section = config.notebook_section(params, notebook, str(params_path))
+    section = section_of(params, notebook, str(params_path))
     parameters = {**section, "run_dir": str(run.path), "params_file": str(params_path)}
     streams = {"stderr_file": sys.stderr} if progress else {}
+    source, _ = split_key(notebook)
     try:
         papermill.execute_notebook(
-            str(nb_dir / f"{notebook}.ipynb"), str(run.path / f"{notebook}.ipynb"),
+            str(nb_dir / f"{source}.ipynb"), str(run.path / f"{notebook}.ipynb"),
             parameters=parameters, cwd=str(config.project_root()), kernel_name="python3",
             progress_bar=False, report_mode=False, **streams,
         )

@@ -44,7 +44,8 @@ def _meaning(notebook: str, key: str, value: Any, values: Mapping[str, Any],
     that only the model or the data source fix (they are recorded in the run's meta)."""
     from flan_nb.eval import benchmark_schema
 
-    bench = notebook.split("_eval_")[-1] if "_eval_" in notebook else ""
+    base = notebook.partition("@")[0]  # "04_eval_bbh@before" evaluates BBH too
+    bench = base.split("_eval_")[-1] if "_eval_" in base else ""
     model = values.get("model") or trained_model
     if key == "model" and value == "":
         return f"this run's 02_finetune checkpoint ({trained_model or 'trained here'})"

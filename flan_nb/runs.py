@@ -163,6 +163,16 @@ class Run:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def labelled(self, label: str) -> Run:
+        """The run's labelled sub-run, <run>/<label>/ (e.g. the `before` evaluation of a
+        before/after run): its own metrics.json and predictions/, the parent's outputs."""
+        if not label:
+            return self
+        path = self.path / label
+        path.mkdir(parents=True, exist_ok=True)
+        return Run(path=path, run_id=f"{self.run_id}@{label}", notebook=self.notebook,
+                   artifacts_base=self.artifacts_base)
+
     # stage outputs -------------------------------------------------------------------------
     def record_output(self, key: str, value: Any) -> None:
         outputs = read_json(self.path / "outputs.json", {})

@@ -177,10 +177,20 @@ def _scaling(cfg: Any, bad: Where) -> None:
             raise bad("plots", f"unknown plot {plot!r}; known: {', '.join(figures)}")
 
 
+def _before_after(cfg: Any, bad: Where) -> None:
+    if not 0.5 <= cfg.level < 1.0:
+        raise bad("level", "must be in [0.5, 1), e.g. 0.95")
+    if cfg.n_resamples < 100:
+        raise bad("n_resamples", "must be >= 100 (the interval ends are quantiles of the resamples)")
+    if cfg.before == cfg.after:
+        raise bad("before", "before and after name the same evaluation")
+
+
 CHECKS: Mapping[str, Callable[[Any, Where], None]] = {
     "00_walkthrough": _walkthrough,
     "01_data_mixing": _mixing,
     "02_finetune": _train,
     "07_tables": _tables,
     "08_scaling": _scaling,
+    "09_before_after": _before_after,
 }

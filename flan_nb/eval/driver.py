@@ -66,6 +66,9 @@ class EvalParams:
     run_dir: str
     params_file: str
     on_bad_rows: str = "raise"  # raise | skip: drop malformed benchmark items, counted in metrics meta
+    # set by the runner for a labelled key ("04_eval_bbh@before"): metrics and predictions go to
+    # the sub-run <run>/<label>/ so one run holds a before and an after evaluation
+    label: str = ""
 
 
 @dataclass
@@ -457,7 +460,8 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
     """Evaluate one benchmark in every requested setting under `cfg.protocol` (explicit keys
     override single values, recorded in the meta); write predictions/<benchmark>.jsonl and
     the benchmark's metrics.json section (flexible "score" and, where the setting's exemplars
-    teach an answer format, "strict_score"). Raises EvalError for a bad request."""
+    teach an answer format, "strict_score"); with `cfg.label`, into the sub-run <run>/<label>/.
+    Raises EvalError for a bad request."""
     cfg = protocols.apply(cfg)
     settings = check(benchmark, cfg)
     spec = model_spec(cfg, run)
@@ -473,9 +477,10 @@ def evaluate(benchmark: str, cfg: EvalParams, run: Any, *, loaded: Any = None,
     # cache rows that did not verify (edited, wrong type): generated again, never served
     metrics["meta"]["cache_rejected"] = ses.cache.rejected if ses.cache else 0
     if ses.state.is_main_process:
-        run.write_jsonl(f"predictions/{benchmark}.jsonl", predictions)
-        run.write_metrics(benchmark, metrics)
-        _update_normalized_average(run)
+        target = run.labelled(cfg.label)
+        target.write_jsonl(f"predictions/{benchmark}.jsonl", predictions)
+        target.write_metrics(benchmark, metrics)
+        _update_normalized_average(target)
     ses.state.wait_for_everyone()
     return EvalResult(benchmark, metrics, predictions, model=spec,
                       cache_hits=(ses.cache.hits - hits0) if ses.cache else 0, generated=generated)
