@@ -1,6 +1,8 @@
-"""Training throughput: HF Seq2SeqTrainer + dynamic padding vs flan_nb packing.
+"""Training throughput: the HF Trainer + dynamic padding vs flan_nb packing.
 
-Same tiny T5 (builtin:tiny-t5, byte tokenizer), same 2,000 real examples from the offline mirror
+Two models: `--model builtin:tiny-t5` (encoder-decoder, byte tokenizer; HF Seq2SeqTrainer) and
+`--model smollm2` (SmolLM2-135M-Instruct, decoder-only; HF Trainer on input+target sequences with
+the loss on target tokens only). Same 2,000 real examples from the offline mirror
 (1,000 Flan CoT rows over the 7 CoT TSVs + 1,000 instances of the 4 NIv2 task files), same
 Adafactor (constant LR, no parameter scaling), same truncation, and the same token budget per
 step: both take `--batch-size` sequences of at most input_len + target_len token slots per step
@@ -9,9 +11,17 @@ step: both take `--batch-size` sequences of at most input_len + target_len token
 Reported: non-pad tokens/s (input + target tokens that are not padding), their ratio, and the
 padding fraction of the token slots each method actually computed on. The first `--warmup` steps
 are not timed. Wall-clock and per-CPU-second rates are both reported: on a shared machine other
-processes distort wall time, while CPU seconds of the (single-threaded) training process do not.
+processes distort wall time, while CPU seconds of the training process do not. Each method runs in
+a process of its own so that its peak resident memory (ru_maxrss, model load included) is its own.
+
+Decoder-only (`--model smollm2`): an example is one sequence, input then target+EOS, at most
+input_len tokens (target_len unused); HF pads each batch of `--batch-size` examples to its longest
+and masks prompt and pad labels with -100; flan_nb packs `--batch-size` rows of input_len tokens
+with per-example attention masks and positions.
 
     .venv/bin/python benchmarks/train_throughput.py --data-root ../shared/data --steps 12
+    .venv/bin/python benchmarks/train_throughput.py --model smollm2 --threads 2 --steps 6 \
+        --batch-size 4 --input-len 512 --lr 1e-4
 """
 
 from __future__ import annotations
@@ -20,6 +30,8 @@ import argparse
 import json
 import os
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,18 +71,23 @@ def load_examples(root: Path, n_cot: int, n_niv2: int, seed: int) -> list[dict[s
     return rows
 
 
-def tokenize(rows: list[dict[str, str]], tokenizer: Any, input_len: int, target_len: int
-             ) -> list[tuple[list[int], list[int]]]:
-    """inputs+EOS / targets+EOS, head-truncated to the lengths: the training loop's own
-    tokenize_mixture, so both methods see identical token ids."""
+def tokenize(rows: list[dict[str, str]], tokenizer: Any, input_len: int, target_len: int,
+             kind: str = "seq2seq") -> list[tuple[list[int], list[int]]]:
+    """(input ids, target ids) as the training loop's own tokenize_mixture makes them, so both
+    methods see identical token ids (seq2seq: inputs+EOS / targets+EOS; causal: BOS+inputs /
+    targets+EOS, together at most input_len)."""
     import datasets
 
     from flan_nb.train import loop as train
 
-    data = train.tokenize_mixture(datasets.Dataset.from_list(rows), tokenizer, kind="seq2seq",
+    data = train.tokenize_mixture(datasets.Dataset.from_list(rows), tokenizer, kind=kind,
                                   input_len=input_len, target_len=target_len,
                                   truncation="truncate", progress=False)
     return list(zip(data.inputs, data.targets))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
 def run_hf(pairs, args, loaded: Any) -> dict[str, Any]:
@@ -81,22 +98,33 @@ def run_hf(pairs, args, loaded: Any) -> dict[str, Any]:
         DataCollatorForSeq2Seq,
         Seq2SeqTrainer,
         Seq2SeqTrainingArguments,
+        Trainer,
         TrainerCallback,
     )
     from transformers.optimization import Adafactor
 
     model = loaded.model
     model.train()
-    ds = datasets.Dataset.from_dict({"input_ids": [p[0] for p in pairs],
-                                     "labels": [p[1] for p in pairs]})
-    collator = DataCollatorForSeq2Seq(loaded.tokenizer, model=model, padding=True,
-                                      label_pad_token_id=-100)
+    causal = loaded.kind == "causal"
+    if causal:  # one sequence per example; loss on the target tokens only
+        ds = datasets.Dataset.from_dict({"input_ids": [p[0] + p[1] for p in pairs],
+                                         "labels": [[-100] * len(p[0]) + p[1] for p in pairs]})
+    else:
+        ds = datasets.Dataset.from_dict({"input_ids": [p[0] for p in pairs],
+                                         "labels": [p[1] for p in pairs]})
+    if loaded.tokenizer.pad_token_id is None:
+        loaded.tokenizer.pad_token = loaded.tokenizer.eos_token
+    collator = DataCollatorForSeq2Seq(loaded.tokenizer, model=None if causal else model,
+                                      padding=True, label_pad_token_id=-100)
     counts: list[tuple[int, int]] = []  # (non-pad tokens, token slots) per batch
 
     def counting_collator(features):
         batch = collator(features)
-        real = int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
-        slots = int(batch["input_ids"].numel()) + int(batch["labels"].numel())
+        real = int(batch["attention_mask"].sum())
+        slots = int(batch["input_ids"].numel())
+        if not causal:  # the decoder side is a second sequence per example
+            real += int((batch["labels"] != -100).sum())
+            slots += int(batch["labels"].numel())
         counts.append((real, slots))
         return batch
 
@@ -119,7 +147,8 @@ def run_hf(pairs, args, loaded: Any) -> dict[str, Any]:
             lr_scheduler_type="constant", learning_rate=args.lr, logging_steps=10**9,
             save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
             seed=args.seed, disable_tqdm=True, remove_unused_columns=False)
-        trainer = Seq2SeqTrainer(model=model, args=targs, train_dataset=ds,
+        trainer_cls = Trainer if causal else Seq2SeqTrainer
+        trainer = trainer_cls(model=model, args=targs, train_dataset=ds,
                                  data_collator=counting_collator, optimizers=(optimizer, None),
                                  callbacks=[Timer()])
         torch.manual_seed(args.seed)
@@ -131,7 +160,8 @@ def run_hf(pairs, args, loaded: Any) -> dict[str, Any]:
     slots = sum(c[1] for c in counts[timed])
     seconds = sum(times[timed])
     cpu = sum(cpu_times[timed])
-    return {"method": "hf_seq2seq_trainer_dynamic_padding", "steps": len(times),
+    name = "hf_trainer_dynamic_padding" if causal else "hf_seq2seq_trainer_dynamic_padding"
+    return {"method": name, "steps": len(times), "peak_rss_mb": _peak_rss_mb(),
             "non_pad_tokens_per_s": real / seconds, "non_pad_tokens_per_cpu_s": real / cpu,
             "padding_fraction": 1 - real / slots,
             "non_pad_tokens_per_step": real / len(times[timed]),
@@ -152,7 +182,7 @@ def run_packed(rows, args, workdir: Path) -> dict[str, Any]:
     # checkpoints and the final model go to the temp dir, never into the repo's artifacts/
     os.environ["FLAN_NB_ARTIFACTS"] = str(workdir / "artifacts")
     cfg = train.TrainParams(**{
-        **train_params.DEFAULTS, "model": "builtin:tiny-t5", "mixture_path": str(mix),
+        **train_params.DEFAULTS, "model": args.model, "mixture_path": str(mix),
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "dropout": 0.0,
         "input_len": args.input_len, "target_len": args.target_len, "packing": args.packing,
         "checkpoint_every": 0, "log_every": args.steps, "seed": args.seed})
@@ -163,6 +193,7 @@ def run_packed(rows, args, workdir: Path) -> dict[str, Any]:
     seconds = sum(r["seconds"] for r in log)
     cpu = sum(r["cpu_seconds"] for r in log)
     return {"method": f"flan_nb_packing_{args.packing}", "steps": summary["steps"],
+            "peak_rss_mb": _peak_rss_mb(),
             "non_pad_tokens_per_s": real / seconds, "non_pad_tokens_per_cpu_s": real / cpu,
             "padding_fraction": 1 - real / slots,
             "non_pad_tokens_per_step": real / len(log), "slots_per_step": slots / len(log),
@@ -170,22 +201,8 @@ def run_packed(rows, args, workdir: Path) -> dict[str, Any]:
             "examples_per_row": summary["packing_preview"][args.packing]["examples_per_row"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default="")
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16,
-                        help="sequences per step: examples (HF) or packed rows (flan_nb)")
-    parser.add_argument("--input-len", type=int, default=512)
-    parser.add_argument("--target-len", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--packing", default="best_fit")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default="", help="also write the figures to this file")
-    args = parser.parse_args(argv)
-
+def _one_method(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one method in this process (the child side of `main`)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -195,29 +212,75 @@ def main(argv: list[str] | None = None) -> int:
     root = config.require_data_root(args.data_root or str(config.project_root().parent / "shared" / "data"),
                                     what="the throughput benchmark")
     rows = load_examples(root, N_COT, N_NIV2, args.seed)
-    # the HF run trains this very model; the packed run loads its own copy in train.train()
-    loaded = models.load("builtin:tiny-t5")
-    pairs = tokenize(rows, loaded.tokenizer, args.input_len, args.target_len)
+    if args.only == "packed":
+        with tempfile.TemporaryDirectory() as tmp:
+            return run_packed(rows, args, Path(tmp))
+    loaded = models.load(args.model)
+    kind = "causal" if loaded.kind == "causal" else "seq2seq"
+    pairs = tokenize(rows, loaded.tokenizer, args.input_len, args.target_len, kind)
     lengths = [len(i) + len(t) for i, t in pairs]
-    print(f"{len(pairs)} examples; tokens/example mean {sum(lengths) / len(lengths):.0f}, "
-          f"max {max(lengths)}; budget {args.batch_size} x ({args.input_len}+{args.target_len}) "
-          f"slots/step; {args.steps} steps ({args.warmup} untimed)", flush=True)
+    print(f"{len(pairs)} examples ({kind}); tokens/example mean "
+          f"{sum(lengths) / len(lengths):.0f}, max {max(lengths)}", flush=True)
+    return run_hf(pairs, args, loaded)
 
-    hf = run_hf(pairs, args, loaded)
+
+def _child(argv: list[str], method: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, *argv, "--only", method]
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+        print(line, flush=True)
+    raise SystemExit(f"{method}: the child process printed no RESULT line")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="builtin:tiny-t5",
+                        help="builtin:tiny-t5 (encoder-decoder) or smollm2 (decoder-only)")
+    parser.add_argument("--data-root", default="")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="sequences per step: examples (HF) or packed rows (flan_nb)")
+    parser.add_argument("--input-len", type=int, default=512)
+    parser.add_argument("--target-len", type=int, default=256,
+                        help="encoder-decoder only (decoder-only: 0, input_len holds both)")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--packing", default="best_fit")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("hf", "packed"), default="",
+                        help=argparse.SUPPRESS)  # internal: one method in this process
+    parser.add_argument("--json", default="", help="also write the figures to this file")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if args.model != "builtin:tiny-t5":
+        args.target_len = 0  # decoder-only: the row holds input and target
+    if args.only:
+        print("RESULT " + json.dumps(_one_method(args)), flush=True)
+        return 0
+    print(f"{args.model}: budget {args.batch_size} x {args.input_len}"
+          f"{'+' + str(args.target_len) if args.target_len else ''} slots/step; {args.steps} "
+          f"steps ({args.warmup} untimed); {args.threads} torch threads; each method in its own "
+          "process", flush=True)
+    hf = _child(argv, "hf")
     print(json.dumps(hf), flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        packed = run_packed(rows, args, Path(tmp))
+    packed = _child(argv, "packed")
     print(json.dumps(packed), flush=True)
     ratio = packed["non_pad_tokens_per_s"] / hf["non_pad_tokens_per_s"]
     ratio_cpu = packed["non_pad_tokens_per_cpu_s"] / hf["non_pad_tokens_per_cpu_s"]
     print("\nmethod                              non-pad tok/s  tok/CPU-s  padding  "
-          "non-pad tok/step  s/step")
+          "non-pad tok/step  s/step  peak RSS MB")
     for r in (hf, packed):
         print(f"{r['method']:<35} {r['non_pad_tokens_per_s']:>13.0f}  "
               f"{r['non_pad_tokens_per_cpu_s']:>9.0f}  {r['padding_fraction']:>6.1%}  "
-              f"{r['non_pad_tokens_per_step']:>16.0f}  {r['seconds_per_step']:.3f}")
+              f"{r['non_pad_tokens_per_step']:>16.0f}  {r['seconds_per_step']:>6.3f}  "
+              f"{r['peak_rss_mb']:>11.0f}")
     print(f"\nratio packed / HF dynamic padding: {ratio:.2f}x wall-clock, {ratio_cpu:.2f}x per "
           "CPU-second (target >= 1.5x; on a shared machine the CPU-time ratio is the stable one)")
+    print(f"peak memory packed / HF: {packed['peak_rss_mb'] / hf['peak_rss_mb']:.2f}x "
+          "(resident set, model load included)")
     if args.json:
         Path(args.json).write_text(json.dumps({"hf": hf, "packed": packed, "ratio": ratio,
                                                "ratio_cpu_time": ratio_cpu,

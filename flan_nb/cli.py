@@ -115,11 +115,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _find_side(ref: str, root: str | None) -> Path:
+    """RUN or RUN@LABEL: a run, or its labelled evaluation <run>/<label>/ (e.g. `before`)."""
+    name, _, label = ref.partition("@")
+    path = _find_run(name, root)
+    if label:
+        path = path / label
+        if not (path / "metrics.json").is_file():
+            raise SystemExit(f"error: {ref}: {path / 'metrics.json'} does not exist (the run "
+                             f"has no evaluation labelled `{label}`)")
+    return path
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from flan_nb.report import compare
 
-    result = compare.compare_runs(_find_run(args.run_a, args.results),
-                                  _find_run(args.run_b, args.results))
+    result = compare.compare_runs(_find_side(args.run_a, args.results),
+                                  _find_side(args.run_b, args.results))
     print(result.text())
     return 0
 
@@ -166,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("params")
     p.add_argument("--json", action="store_true", help='JSON {"notebooks": {name: {param: value}}}')
     p.set_defaults(func=_cmd_resolve)
-    p = sub.add_parser("compare", help="per-benchmark differences between two runs")
+    p = sub.add_parser("compare", help="per-benchmark differences between two runs (B - A); "
+                       "RUN@before names a run's labelled evaluation")
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.set_defaults(func=_cmd_compare)

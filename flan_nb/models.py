@@ -221,6 +221,40 @@ def _load_gguf(path: Path, spec: str, dtype: Any, arch: str | None = None) -> tu
     return model, tokenizer, kind
 
 
+def _gguf_cache_dir(path: Path, dtype: Any) -> Path:
+    """Where the de-quantized copy of GGUF `path` in `dtype` is kept: artifacts/cache/gguf/,
+    keyed by file name, size and modification time (a replaced file gets a new entry)."""
+    from flan_nb import runs
+
+    st = path.stat()
+    key = hashlib.sha256(f"{path.name}|{st.st_size}|{st.st_mtime_ns}|{dtype}".encode()).hexdigest()
+    return runs.artifacts_root() / "cache" / "gguf" / f"{path.stem}-{key[:16]}"
+
+
+def _load_gguf_cached(path: Path, spec: str, dtype: Any, arch: str | None) -> tuple[Any, Any, str]:
+    """`_load_gguf` through a save_pretrained copy: converting the GGUF tokenizer and weights
+    costs ~30 s per load on a 2-core CPU, reading the saved copy ~3 s. The copy holds exactly the
+    converted weights and tokenizer (tests/test_models.py compares both), so the fingerprint and
+    therefore cached generations are unchanged. Written to a temp dir and renamed: a concurrent
+    or interrupted load never leaves a half-written entry."""
+    target = _gguf_cache_dir(path, dtype)
+    if (target / "config.json").is_file():
+        return _load_pretrained(str(target), spec, dtype)
+    model, tokenizer, kind = _load_gguf(path, spec, dtype, arch)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        os.rename(tmp, target)
+    except OSError:  # another process finished first (or the disk is full): use what we have
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model, tokenizer, kind
+
+
 def _load_pretrained(source: str, spec: str, dtype: Any) -> tuple[Any, Any, str]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -315,8 +349,8 @@ def load(spec: str, *, dtype: str = "float32", device: str = "cpu") -> LoadedMod
         if not path.is_file():
             raise ModelSpecError(f"model spec {spec!r}: GGUF file {path} does not exist")
         # the packaged SmolLM2 is known to be a llama; skip reading the GGUF header for it
-        model, tokenizer, kind = _load_gguf(path, spec, torch_dtype,
-                                            arch="llama" if spec == SMOLLM2_SPEC else None)
+        model, tokenizer, kind = _load_gguf_cached(path, spec, torch_dtype,
+                                                   arch="llama" if spec == SMOLLM2_SPEC else None)
         identity = {"gguf": path.name, "bytes": path.stat().st_size}
     else:
         path = Path(spec).expanduser()

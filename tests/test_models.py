@@ -173,3 +173,35 @@ def test_smollm2_gguf_loads_generates_and_saves(tmp_path):
     assert torch.equal(again.model.lm_head.weight, model.lm_head.weight)
     print(f"smollm2: load {load_s:.1f}s, total {time.perf_counter() - start:.1f}s, "
           f"generated {new!r}")
+
+
+def test_gguf_loads_go_through_a_saved_copy(tmp_path, monkeypatch):
+    """The first load of a GGUF converts it and keeps a save_pretrained copy under
+    artifacts/cache/gguf/; later loads read the copy (same weights, same tokenizer, same
+    fingerprint), and a replaced file gets a new entry."""
+    monkeypatch.setenv("FLAN_NB_ARTIFACTS", str(tmp_path / "artifacts"))
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"not really a gguf")
+    conversions = []
+
+    def fake_convert(path, spec, dtype, arch=None):
+        conversions.append(path)
+        model, tok = models.build_tiny_llama()
+        return model.to(dtype), tok, "causal"
+
+    monkeypatch.setattr(models, "_load_gguf", fake_convert)
+    first = models.load(str(gguf))
+    second = models.load(str(gguf))
+    assert len(conversions) == 1
+    entries = list((tmp_path / "artifacts" / "cache" / "gguf").iterdir())
+    assert len(entries) == 1 and (entries[0] / "config.json").is_file()
+    assert not [p for p in entries[0].parent.iterdir() if p.name.startswith(".tmp-")]
+    assert first.fingerprint == second.fingerprint
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    text = "Q: 2+2?\nA: 4 – fünf"
+    assert first.tokenizer(text)["input_ids"] == second.tokenizer(text)["input_ids"]
+    gguf.write_bytes(b"a different file")  # replaced: new size and mtime, converted again
+    models.load(str(gguf))
+    assert len(conversions) == 2

@@ -432,3 +432,16 @@ def test_launch_failure_shows_the_error(env):
     cfg = make_cfg(env, env / "missing-mixture", steps=2)
     with pytest.raises(train.TrainError, match="mixture .*missing-mixture does not exist"):
         launcher.launch(cfg, run, live=False)
+
+
+def test_precision_auto_is_fp32_without_a_bf16_gpu(monkeypatch):
+    import torch
+
+    from flan_nb.train.params import resolve_precision
+
+    assert resolve_precision("bf16") == "bf16" and resolve_precision("fp32") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_precision("auto") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_precision("auto") == "bf16"

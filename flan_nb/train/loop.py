@@ -44,6 +44,7 @@ from flan_nb.train.params import (
     TrainParams,
     check_params,
     params_where,
+    resolve_precision,
 )
 from flan_nb.train.periodic_eval import maybe_evaluate
 from flan_nb.train.stream import (
@@ -176,7 +177,8 @@ def _accelerator(cfg: TrainParams) -> Any:
         AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
-        mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
+        mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[
+            resolve_precision(cfg.precision)],
         # without CUDA, cpu=True is what turns a torchrun/accelerate multi-process launch into
         # gloo DDP (MULTI_CPU) instead of N independent single-process runs
         cpu=not torch.cuda.is_available(),
@@ -413,6 +415,7 @@ def _summary(state: TrainState, final_dir: Path) -> dict[str, Any]:
         "n_examples": len(data), "truncated_inputs": data.truncated_inputs,
         "truncated_targets": data.truncated_targets, "epochs_started": state.stream.epoch + 1, "mixture_repeated": state.stream.epoch > 0,
         "processes": state.world, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
+        "precision": resolve_precision(cfg.precision),
         "resumed_from": state.resumed_from, "checkpoint_path": str(final_dir),
         "mixture_path": str(state.mixture), "model": cfg.model, "kind": state.loaded.kind,
         "train_log": str(state.run.path / "train_log.jsonl"),

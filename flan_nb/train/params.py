@@ -18,10 +18,22 @@ SUMMARY_PREFIX = "FLAN_NB_SUMMARY "
 # re-deriving the data position on resume costs seconds.
 PACK_WINDOW = 4096
 EXIT_DIVERGED = 3
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 # Above this a learning rate is a typo (1.0e+99), not a setting: Adafactor finetuning uses 1e-4..1e-2.
 MAX_LR = 1.0
 ACCELERATE_CONFIGS = ("single_device", "ddp", "fsdp_t5", "deepspeed_zero3")
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto` -> bf16 on a CUDA device that supports it (the paper trains in bf16), else fp32
+    (CPUs: bf16 autocast is slower than fp32 on most, and exact fp32 is the safe default).
+    Other values are returned unchanged."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ class TrainParams:
     packing: str               # packing.pack method
     truncation: str            # truncate | error, for inputs/targets longer than their length
     clip_grad_norm: float      # 0 = off (the paper does not clip)
-    precision: str             # fp32 | bf16 (fp16 refused for T5: activations overflow)
+    precision: str             # fp32 | bf16 | auto (bf16 on a GPU that has it, else fp32); fp16 refused for T5
     checkpoint_every: int      # 0 = only the final checkpoint
     keep_last_k: int           # 0 = keep every checkpoint
     log_every: int
