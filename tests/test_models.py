@@ -205,3 +205,24 @@ def test_gguf_loads_go_through_a_saved_copy(tmp_path, monkeypatch):
     gguf.write_bytes(b"a different file")  # replaced: new size and mtime, converted again
     models.load(str(gguf))
     assert len(conversions) == 2
+
+
+@pytest.mark.slow
+def test_smollm2_saved_copy_tokenizes_and_weighs_the_same(tmp_path, monkeypatch):
+    """The real GGUF: the converted tokenizer and weights equal their save_pretrained copy (what
+    later loads and every finetuned checkpoint use), on text of the evaluation languages."""
+    monkeypatch.setenv("FLAN_NB_ARTIFACTS", str(tmp_path / "artifacts"))
+    direct_model, direct_tok, _ = models._load_gguf(models.smollm2_path(), "smollm2",
+                                                    torch.float32, arch="llama")
+    models.load("smollm2")  # converts and saves the copy
+    cached = models.load("smollm2")  # reads the copy
+    texts = ["Q: What is 7 x 6?\nA: Let's think step by step. 7 x 6 = 42. So the answer is 42.",
+             "Options:\n(A) yes\n(B) no\nA: (B)", "জনের কাছে ৫টি আপেল আছে।", "ฉันมีแอปเปิ้ล 5 ลูก",
+             "Ich habe 5 Äpfel – und du?", "私はりんごを5個持っています。", "  leading spaces\t\ttabs\n\n"]
+    for text in texts:
+        assert cached.tokenizer(text)["input_ids"] == direct_tok(text)["input_ids"], text
+    assert cached.tokenizer.eos_token_id == direct_tok.eos_token_id
+    assert cached.tokenizer.bos_token_id == direct_tok.bos_token_id
+    for (name, a), b in zip(direct_model.state_dict().items(),
+                            cached.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
