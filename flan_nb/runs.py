@@ -13,6 +13,7 @@ import io
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import tempfile
@@ -100,6 +101,9 @@ def _output_value(key: str, value: Any) -> Any:
     return value
 
 
+_KERNEL_CELL = re.compile(r"""[^\s"'()]*/ipykernel_\d+/(\d+)\.py""")
+
+
 def portable(text: str) -> str:
     """`text` with this checkout's absolute location written relative to the project root:
     `<root>/x` -> `x` and `<root's parent>/y` -> `../y` (the data mirror beside the checkout).
@@ -108,6 +112,8 @@ def portable(text: str) -> str:
     paths; readers turn a relative path back into a file with `config.resolve_path`.
     """
     root = config.project_root()
+    # a warning raised in a notebook cell names the kernel's temp file of that cell
+    text = _KERNEL_CELL.sub(r"<notebook cell \1>", text)
     text = text.replace(f"{root}{os.sep}", "")
     if root.parent != root:
         text = text.replace(f"{root.parent}{os.sep}", f"..{os.sep}")

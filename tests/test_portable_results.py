@@ -68,3 +68,8 @@ def test_a_run_writes_portable_records(tmp_path) -> None:
     # readers get a path that works from any working directory (kernels run in notebooks/)
     assert run.output("checkpoint_path") == str(root / "artifacts" / "x" / "checkpoint" / "final")
     assert run.outputs()["checkpoint_path"] == run.output("checkpoint_path")
+
+
+def test_portable_hides_kernel_cell_files() -> None:
+    text = '"/tmp/ipykernel_9126/1793894792.py:1: UserWarning: partial"'
+    assert runs.portable(text) == '"<notebook cell 1793894792>:1: UserWarning: partial"'

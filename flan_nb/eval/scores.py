@@ -78,7 +78,7 @@ def aggregate(benchmark: str, records: Iterable[Mapping[str, Any]],
                 entry["random"] = bbh_random(sub)
         per[sub] = entry
     apart = [s for s in _apart(benchmark) if s in per]
-    scored = [s for s in per if s not in apart] or list(per)
+    scored = scored_subtasks(benchmark, per)
     out: dict[str, Any] = {
         "score": mean(per[s]["score"] for s in scored),
         "n": sum(per[s]["n"] for s in scored),
@@ -100,6 +100,14 @@ def aggregate(benchmark: str, records: Iterable[Mapping[str, Any]],
             if members:
                 out[f"bbh_{group}"] = mean(per[s]["score"] for s in members)
     return out
+
+
+def scored_subtasks(benchmark: str, subtasks: Any) -> list[str]:
+    """The subtasks a benchmark's score averages over: all but those reported apart (TyDiQA's
+    English, as in the paper's Table 5), unless only those exist."""
+    subs = list(subtasks)
+    apart = set(_apart(benchmark))
+    return [s for s in subs if s not in apart] or subs
 
 
 def _component(metrics: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:

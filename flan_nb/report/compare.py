@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flan_nb.eval import scores
 from flan_nb.report import records
 from flan_nb.report import tables as report
 
@@ -218,8 +219,12 @@ def compare_runs(
             sb = report.setting_score(b.metrics, bench, setting)
             if math.isnan(sa) and math.isnan(sb):
                 continue
+            # resample exactly the subtasks the score averages (not TyDiQA's English, kept apart)
             pa = {sub: items for (st, sub), items in preds_a.items() if st == setting}
             pb = {sub: items for (st, sub), items in preds_b.items() if st == setting}
+            keep = set(scores.scored_subtasks(bench, sorted(set(pa) | set(pb))))
+            pa = {k: v for k, v in pa.items() if k in keep}
+            pb = {k: v for k, v in pb.items() if k in keep}
             ci = bootstrap_diff(pa, pb, n_resamples=n_resamples, seed=seed, level=level)
             both = not (math.isnan(sa) or math.isnan(sb))
             if both and ci["n_items"] == 0:
