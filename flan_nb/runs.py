@@ -101,7 +101,8 @@ def _output_value(key: str, value: Any) -> Any:
     return value
 
 
-_KERNEL_CELL = re.compile(r"""[^\s"'()]*/ipykernel_\d+/(\d+)\.py""")
+# starts with a literal, so it stays linear on long base64 outputs
+_KERNEL_CELL = re.compile(r"ipykernel_\d+/(\d+)\.py")
 
 
 def portable(text: str) -> str:
@@ -113,7 +114,9 @@ def portable(text: str) -> str:
     """
     root = config.project_root()
     # a warning raised in a notebook cell names the kernel's temp file of that cell
-    text = _KERNEL_CELL.sub(r"<notebook cell \1>", text)
+    if "ipykernel_" in text:
+        text = text.replace(f"{tempfile.gettempdir()}{os.sep}ipykernel_", "ipykernel_")
+        text = _KERNEL_CELL.sub(r"<notebook cell \1>", text)
     text = text.replace(f"{root}{os.sep}", "")
     if root.parent != root:
         text = text.replace(f"{root.parent}{os.sep}", f"..{os.sep}")
