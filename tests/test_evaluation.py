@@ -20,7 +20,7 @@ DEFAULTS = dict(
     split="", settings=["direct", "cot"], subtasks=[], max_per_subtask=2, batch_size=8,
     max_new_tokens_direct=6, max_new_tokens_cot=8, max_context=0, sc_samples=3,
     sc_temperature=0.7, chat=False, rank_options=False, use_cache=True, seed=0, run_dir="",
-    params_file="", on_bad_rows="raise",
+    params_file="", on_bad_rows="raise", label="",
 )
 
 
