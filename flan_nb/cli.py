@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from flan_nb import config, runs
 
@@ -115,16 +116,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find_side(ref: str, root: str | None) -> Path:
+def _find_side(ref: str, root: str | None) -> Any:
     """RUN or RUN@LABEL: a run, or its labelled evaluation <run>/<label>/ (e.g. `before`)."""
-    name, _, label = ref.partition("@")
-    path = _find_run(name, root)
-    if label:
-        path = path / label
-        if not (path / "metrics.json").is_file():
-            raise SystemExit(f"error: {ref}: {path / 'metrics.json'} does not exist (the run "
-                             f"has no evaluation labelled `{label}`)")
-    return path
+    from flan_nb.report import before_after
+
+    name, label = config.split_key(ref)
+    try:
+        return before_after.side(_find_run(name, root), label)
+    except before_after.BeforeAfterError as exc:
+        raise SystemExit(f"error: {ref}: {exc}") from None
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -219,6 +220,30 @@ def load_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+# "04_eval_bbh@before": notebook 04_eval_bbh run a second time in the same run, under the label
+# "before" (its `label` parameter, set by the runner from the key); it writes its metrics and
+# predictions to <run>/before/ (see runs.Run.labelled).
+LABEL_SEP = "@"
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def split_key(key: str, params_file: str = "") -> tuple[str, str]:
+    """`"04_eval_bbh@before"` -> ("04_eval_bbh", "before"); a plain notebook name -> (name, "").
+
+    Raises ParamsError for a label that is not lowercase letters, digits, `_`, `-`."""
+    notebook, sep, label = key.partition(LABEL_SEP)
+    if sep and not _LABEL.match(label):
+        where = f" in params file {params_file}" if params_file else ""
+        raise ParamsError(f"notebook key `{key}`{where}: the label after `@` must be "
+                          "lowercase letters, digits, `_` or `-` (e.g. 04_eval_bbh@before)")
+    return notebook, label
+
+
+def labelled_key(notebook: str, label: str) -> str:
+    """The params-file key of `notebook` run under `label` (the inverse of `split_key`)."""
+    return f"{notebook}{LABEL_SEP}{label}" if label else notebook
+
+
 def notebook_section(params: Mapping[str, Any], notebook: str, params_file: str = "") -> dict:
     sections = params.get("notebooks") or {}
     section = sections.get(notebook, {}) if isinstance(sections, Mapping) else {}
@@ -240,8 +265,7 @@ def validate(cls: type[T], namespace: Mapping[str, Any], *, params_file: str = "
     names = [f.name for f in dataclasses.fields(cls)]
     if params_file:
         # a labelled run of the notebook ("04_eval_bbh@before") reads its own section
-        label = namespace.get("label") or ""
-        key = f"{notebook}@{label}" if label else notebook
+        key = labelled_key(notebook, namespace.get("label") or "")
         section = notebook_section(load_params_file(params_file), key, params_file)
         check_values(cls, section, params_file=params_file, notebook=notebook, require_all=False)
     missing = [n for n in names if n not in namespace]

@@ -24,9 +24,13 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from flan_nb import runs
 
 BUILTIN_PREFIX = "builtin:"
 # Named sizes of the in-process models. A byte-level model sees ~4x more tokens than a
@@ -224,8 +228,6 @@ def _load_gguf(path: Path, spec: str, dtype: Any, arch: str | None = None) -> tu
 def _gguf_cache_dir(path: Path, dtype: Any) -> Path:
     """Where the de-quantized copy of GGUF `path` in `dtype` is kept: artifacts/cache/gguf/,
     keyed by file name, size and modification time (a replaced file gets a new entry)."""
-    from flan_nb import runs
-
     st = path.stat()
     key = hashlib.sha256(f"{path.name}|{st.st_size}|{st.st_mtime_ns}|{dtype}".encode()).hexdigest()
     return runs.artifacts_root() / "cache" / "gguf" / f"{path.stem}-{key[:16]}"
@@ -242,9 +244,6 @@ def _load_gguf_cached(path: Path, spec: str, dtype: Any, arch: str | None) -> tu
         return _load_pretrained(str(target), spec, dtype)
     model, tokenizer, kind = _load_gguf(path, spec, dtype, arch)
     target.parent.mkdir(parents=True, exist_ok=True)
-    import shutil
-    import tempfile
-
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
         model.save_pretrained(str(tmp))

@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import importlib
 import os
-import re
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flan_nb import config, runs, value_checks
+from flan_nb.config import split_key
 from flan_nb.eval import protocols
 
 # Which frozen dataclass validates each notebook's parameters. The source notebook's parameters
@@ -37,11 +37,6 @@ NOTEBOOK_PARAMS: dict[str, str] = {
     "09_before_after": "flan_nb.report.before_after:BeforeAfterParams",
 }
 INJECTED = ("run_dir", "params_file")
-# "04_eval_bbh@before": notebook 04_eval_bbh run a second time in the same run, under the label
-# "before" (its `label` parameter, set by the runner from the key); it writes its metrics and
-# predictions to <run>/before/ (see runs.Run.labelled).
-LABEL_SEP = "@"
-_LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 TOP_LEVEL = {"experiment": str, "description": str, "notebooks": dict}
 
 
@@ -55,18 +50,6 @@ class PipelineError(RuntimeError):
 
 def notebooks_dir() -> Path:
     return config.project_root() / "notebooks"
-
-
-def split_key(key: str, params_file: str = "") -> tuple[str, str]:
-    """`"04_eval_bbh@before"` -> ("04_eval_bbh", "before"); a plain notebook name -> (name, "").
-
-    Raises config.ParamsError for a label that is not lowercase letters, digits, `_`, `-`."""
-    notebook, sep, label = key.partition(LABEL_SEP)
-    if sep and not _LABEL.match(label):
-        where = f" in params file {params_file}" if params_file else ""
-        raise config.ParamsError(f"notebook key `{key}`{where}: the label after `@` must be "
-                                 "lowercase letters, digits, `_` or `-` (e.g. 04_eval_bbh@before)")
-    return notebook, label
 
 
 def section_of(params: Mapping[str, Any], key: str, params_file: str = "") -> dict[str, Any]:

@@ -44,7 +44,7 @@ def _meaning(notebook: str, key: str, value: Any, values: Mapping[str, Any],
     that only the model or the data source fix (they are recorded in the run's meta)."""
     from flan_nb.eval import benchmark_schema
 
-    base = notebook.partition("@")[0]  # "04_eval_bbh@before" evaluates BBH too
+    base, _ = config.split_key(notebook)  # "04_eval_bbh@before" evaluates BBH too
     bench = base.split("_eval_")[-1] if "_eval_" in base else ""
     model = values.get("model") or trained_model
     if key == "model" and value == "":

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from flan_nb import config
 from flan_nb.report import compare, records
 from flan_nb.report import tables as report
 
@@ -62,12 +63,15 @@ class BeforeAfter:
         return df.reindex(df["diff"].abs().sort_values(ascending=False).index).reset_index(drop=True)
 
 
-def _side(run_path: Path, label: str) -> records.RunRecord:
-    path = run_path / label if label else run_path
+def side(run_path: str | Path, label: str) -> records.RunRecord:
+    """One side of a comparison: the run itself (label "") or its labelled evaluation
+    <run>/<label>/. Raises BeforeAfterError when it holds no benchmark scores."""
+    path = Path(run_path) / label if label else Path(run_path)
     if not (path / "metrics.json").is_file():
+        what = f"no evaluation labelled `{label}`" if label else "no evaluation"
         raise BeforeAfterError(
-            f"{path / 'metrics.json'} is missing: evaluate under the key "
-            f"`04_eval_bbh{'@' + label if label else ''}` (and the other benchmarks) first")
+            f"{path / 'metrics.json'} is missing: the run has {what} (evaluate under keys like "
+            f"`{config.labelled_key('04_eval_bbh', label)}` first)")
     rec = records.load_run(path)
     if not rec.evaluated:
         raise BeforeAfterError(f"{path / 'metrics.json'} holds no benchmark scores")
@@ -96,7 +100,7 @@ def before_after(run: Any, cfg: BeforeAfterParams) -> BeforeAfter:
 
     Raises BeforeAfterError when a side has no metrics. Differences are after − before in points;
     intervals are seeded paired bootstrap intervals over items (stratified by subtask)."""
-    before, after = _side(run.path, cfg.before), _side(run.path, cfg.after)
+    before, after = side(run.path, cfg.before), side(run.path, cfg.after)
     result = compare.compare_runs(before, after, n_resamples=cfg.n_resamples, seed=cfg.seed,
                                   level=cfg.level)
     out = BeforeAfter(result=result, unparsed=unparsed_counts(before.metrics, after.metrics))

@@ -35,7 +35,6 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
 
 
-
 @dataclass(frozen=True)
 class TrainParams:
     """The parameters cell of notebooks/02_finetune.ipynb (names and types must match)."""
