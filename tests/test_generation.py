@@ -65,21 +65,32 @@ PROMPTS = [
 
 
 class CountingGenerate:
-    """Wraps model.generate to count calls and rows, optionally failing after some calls."""
+    """Wraps generation.generate_batch (one call per model batch, whichever decoding engine runs
+    it) to count calls and rows, optionally failing after some calls. `restore()` unwraps."""
 
-    def __init__(self, model: Any, fail_after: int | None = None) -> None:
-        self.inner = model.generate
+    def __init__(self, model: Any = None, fail_after: int | None = None) -> None:
+        self.inner = generation.generate_batch
         self.calls = 0
         self.rows = 0
         self.fail_after = fail_after
-        model.generate = self
+        generation.generate_batch = self
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def restore(self) -> None:
+        generation.generate_batch = self.inner
+
+    def __call__(self, loaded: Any, texts: Any, *args: Any, **kwargs: Any) -> Any:
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt("simulated interruption")
         self.calls += 1
-        self.rows += kwargs["input_ids"].shape[0]
-        return self.inner(*args, **kwargs)
+        self.rows += len(texts)
+        return self.inner(loaded, texts, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _unwrap_generate_batch():
+    real = generation.generate_batch
+    yield
+    generation.generate_batch = real
 
 
 @pytest.mark.parametrize("make", [_tiny_llama, _tiny_t5], ids=["causal", "seq2seq"])
@@ -194,7 +205,7 @@ def test_cache_resume_after_interrupt(tmp_path):
     assert counter.rows == 4 and len(cache) == 4
 
     # A fresh process: new cache object reading the shards from disk.
-    loaded.model.generate = counter.inner
+    counter.restore()
     cache2 = GenerationCache(tmp_path / "cache")
     assert len(cache2) == 4
     counter2 = CountingGenerate(loaded.model)
@@ -386,3 +397,64 @@ def test_generate_recomputes_an_entry_that_does_not_verify(tmp_path):
     counter = CountingGenerate(loaded.model)
     again = generate(loaded, prompts, max_new_tokens=4, cache=cache, progress=False)
     assert again == reference and cache.rejected == 1 and counter.calls == 1 and cache.writes == 1
+
+
+def test_early_exit_engine_matches_transformers_generate():
+    """Our greedy loop (finished rows leave the batch) gives transformers' greedy output, with and
+    without a shared prefix, with stop strings cutting rows at different lengths."""
+    loaded = _tiny_llama(7)
+    prefix = "Answer the questions.\n\nQ: 1+1?\nA: 2\n\nQ: 2+3?\nA: 5\n\n"
+    queries = [f"Q: item {i} {'word ' * i}?\nA:" for i in range(9)]
+    prompts = [prefix + q for q in queries]
+    for stop in ((), ("e",), ("\n", " a")):
+        for prefixes in (None, [prefix] * len(prompts)):
+            kw = dict(max_new_tokens=12, stop=stop, batch_size=4, prefixes=prefixes,
+                      progress=False)
+            ours = generate(loaded, prompts, **kw)
+            ref = generate(loaded, prompts, engine="hf", **kw)
+            assert ours == ref, (stop, prefixes is not None)
+    # the stop strings really cut rows at different lengths (else early exit is untested)
+    cut = generate(loaded, prompts, max_new_tokens=12, stop=("e",), batch_size=9, progress=False)
+    assert len({len(o[0]) for o in cut}) > 2
+
+
+def test_early_exit_removes_finished_rows(monkeypatch):
+    """Rows stop at different steps: later forward passes run on fewer rows."""
+    from flan_nb.eval import decoding
+
+    loaded = _tiny_llama(7)
+    widths: list[int] = []
+    real_forward = loaded.model.forward
+
+    def spy(*a, **kw):
+        widths.append(int(kw["input_ids"].shape[0]))
+        return real_forward(*a, **kw)
+
+    monkeypatch.setattr(loaded.model, "forward", spy)
+    prompts = [f"Q: item {i} {'word ' * i}?\nA:" for i in range(8)]
+    out = generate(loaded, prompts, max_new_tokens=12, stop=("R",), batch_size=8, progress=False)
+    assert len({o[0] for o in out}) > 1
+    assert widths[0] == 8 and min(widths) < 8 and widths == sorted(widths, reverse=True)
+    assert decoding.greedy_causal is generation.greedy_causal
+
+
+def test_prefix_computed_once_per_subtask(monkeypatch):
+    """Three batches of one subtask share one prefix computation; a second subtask adds one."""
+    from flan_nb.eval import decoding
+
+    loaded = _tiny_llama(5)
+    caches: list[decoding.PrefixCache] = []
+    real_init = decoding.PrefixCache.__init__
+
+    def track(self):
+        real_init(self)
+        caches.append(self)
+
+    monkeypatch.setattr(decoding.PrefixCache, "__init__", track)
+    pa, pb = "Task A header.\n\nQ: x\nA: y\n\n", "Task B header, other.\n\nQ: u\nA: v\n\n"
+    prompts = [pa + f"Q: a{i}?\nA:" for i in range(6)] + [pb + f"Q: b{i}?\nA:" for i in range(4)]
+    prefixes = [pa] * 6 + [pb] * 4
+    out = generate(loaded, prompts, max_new_tokens=5, batch_size=2, prefixes=prefixes,
+                   progress=False)
+    assert len(caches) == 1 and caches[0].computed == 2 and caches[0].reused == 3
+    assert out == generate(loaded, prompts, max_new_tokens=5, batch_size=2, progress=False)

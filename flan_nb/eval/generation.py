@@ -34,6 +34,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from flan_nb.eval.decoding import PrefixCache, greedy_causal
 from flan_nb.eval.generation_cache import (
     GenerationCache,
     GenerationError,
@@ -171,27 +172,40 @@ def _generation_config(model: Any, tokenizer: Any, settings: GenerationSettings)
     )
 
 
+ENGINES = ("flan_nb", "hf")
+
+
 def generate_batch(
     loaded: Any,
     texts: Sequence[str],
     settings: GenerationSettings,
     seeds: Sequence[int] = (),
     prefix_len: int = 0,
+    prefix_cache: PrefixCache | None = None,
+    engine: str = "flan_nb",
 ) -> list[str]:
-    """One `generate` call on a batch of already formatted prompts (no cache).
+    """One batch of already formatted prompts (no cache): a list of continuations, row order.
 
     prefix_len > 0 (decoder-only only): the first `prefix_len` tokens of every row are the same
     token ids (a shared few-shot prefix). Their key/value cache is computed once at batch size 1
-    and reused by every row; the rows' differing suffixes are left-padded *after* the prefix, the
-    pads masked out. Every row then sees exactly its own unpadded token sequence.
+    (once per subtask with a `prefix_cache`) and reused by every row; the rows' differing
+    suffixes are left-padded *after* the prefix, the pads masked out. Every row then sees exactly
+    its own unpadded token sequence.
+
+    engine "flan_nb" (default): greedy decoding of decoder-only models runs in our own loop
+    (`decoding.greedy_causal`), where a row that has produced EOS or a stop string leaves the batch at
+    once, instead of decoding padding until the longest row ends. Sampling and encoder-decoder
+    models use transformers' `generate`, as does engine "hf" for everything (the reference).
     """
+    if engine not in ENGINES:
+        raise GenerationError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     model, tok = loaded.model, loaded.tokenizer
     causal = _is_causal(loaded)
     _ensure_pad_token(tok)
     device = next(model.parameters()).device
     past = None
     if prefix_len and causal:
-        enc, past = _prefix_batch(loaded, texts, settings, prefix_len, device)
+        enc, past = _prefix_batch(loaded, texts, settings, prefix_len, device, prefix_cache)
     else:
         old_side = tok.padding_side
         tok.padding_side = "left" if causal else "right"
@@ -206,6 +220,11 @@ def generate_batch(
             tok.padding_side = old_side
         enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     prompt_len = enc["input_ids"].shape[1] if causal else 1
+    gen_config = _generation_config(model, tok, settings)
+    if causal and not settings.do_sample and engine == "flan_nb":
+        new_ids = greedy_causal(model, tok, enc, past, gen_config, settings.stop)
+        texts_out = tok.batch_decode(new_ids, skip_special_tokens=True)
+        return [truncate_at_stop(t, settings.stop) for t in texts_out]
     processors = LogitsProcessorList()
     if settings.do_sample:
         if len(seeds) != len(texts):
@@ -218,7 +237,7 @@ def generate_batch(
         extra = {"past_key_values": past} if past is not None else {}
         out = model.generate(
             **enc,
-            generation_config=_generation_config(model, tok, settings),
+            generation_config=gen_config,
             logits_processor=processors,
             stopping_criteria=stopping,
             **extra,
@@ -229,7 +248,8 @@ def generate_batch(
 
 
 def _prefix_batch(
-    loaded: Any, texts: Sequence[str], settings: GenerationSettings, prefix_len: int, device: Any
+    loaded: Any, texts: Sequence[str], settings: GenerationSettings, prefix_len: int, device: Any,
+    prefix_cache: PrefixCache | None = None,
 ) -> tuple[dict[str, torch.Tensor], Any]:
     """input_ids/attention_mask laid out as [shared prefix | pads | suffix] and the prefix's
     key/value cache expanded to the batch."""
@@ -246,11 +266,7 @@ def _prefix_batch(
         n_pad = width - len(suffix)
         input_ids.append(prefix + [pad] * n_pad + suffix)
         mask.append([1] * prefix_len + [0] * n_pad + [1] * len(suffix))
-    prefix_t = torch.tensor([prefix], device=device)
-    with torch.inference_mode():
-        past = model(input_ids=prefix_t, use_cache=True).past_key_values
-    if len(texts) > 1:
-        past.batch_repeat_interleave(len(texts))
+    past = (prefix_cache or PrefixCache()).expanded(model, prefix, len(texts), device)
     enc = {
         "input_ids": torch.tensor(input_ids, device=device),
         "attention_mask": torch.tensor(mask, device=device),
@@ -298,6 +314,7 @@ def generate(
     prefixes: Sequence[str] | None = None,
     progress: bool = True,
     desc: str = "generate",
+    engine: str = "flan_nb",
 ) -> list[list[str]]:
     """Generate `num_samples` continuations per prompt; returns one list per prompt, input order.
 
@@ -307,7 +324,11 @@ def generate(
     prefixes: optionally, per prompt, a leading part of it shared with other prompts (the few-shot
     header and exemplars). Decoder-only models then compute that part's key/value cache once per
     batch instead of once per row -- the main cost of few-shot evaluation on a CPU. The output is
-    the same as without (every row still attends to exactly its own tokens).
+    the same as without (every row still attends to exactly its own tokens). A subtask's
+    prompts run in consecutive batches, so its prefix is computed once for all of them.
+
+    engine: "flan_nb" (greedy decoder-only rows leave the batch when they finish) or "hf"
+    (transformers' `generate` throughout); see `generate_batch`.
     """
     settings = _settings(max_new_tokens, stop, do_sample, temperature, num_samples, batch_size,
                          chat)
@@ -320,8 +341,12 @@ def generate(
     if todo:
         batches = _batches(loaded, prompts, prefixes, todo, batch_size, chat)
         bar = tqdm(total=len(todo), desc=desc, disable=not progress, leave=False)
+        prefix_cache = PrefixCache()
         for bkeys, n_prefix in batches:
-            extra = {"prefix_len": n_prefix} if n_prefix else {}
+            extra: dict[str, Any] = ({"prefix_len": n_prefix, "prefix_cache": prefix_cache}
+                                     if n_prefix else {})
+            if engine != "flan_nb":
+                extra["engine"] = engine
             texts = generate_batch(loaded, [todo[k][0] for k in bkeys], settings,
                                    seeds=[todo[k][1] for k in bkeys], **extra)
             for k, text in zip(bkeys, texts, strict=True):
@@ -397,16 +422,18 @@ def _batches(loaded: Any, prompts: Sequence[str], prefixes: Sequence[str] | None
     # they still batch (e.g. one item per subtask).
     for prefix in [p for p, g in groups.items() if p and len(g) < 2]:
         groups.setdefault("", []).extend(groups.pop(prefix))
+    # groups longest first (a memory problem shows in the first batch); a group's batches stay
+    # consecutive so its prefix key/value cache is computed once (PrefixCache)
+    order = sorted(groups, key=lambda p: -max(lengths[k] for k in groups[p]))
     batches: list[tuple[list[str], int]] = []
-    for prefix, gkeys in groups.items():
-        gkeys = sorted(gkeys, key=lambda k: -lengths[k])
+    for prefix in order:
+        gkeys = sorted(groups[prefix], key=lambda k: -lengths[k])
         for b in range(0, len(gkeys), batch_size):
             chunk = gkeys[b : b + batch_size]
             # a lone row (a group's last chunk) has no one to share its prefix with
             n = (shared_prefix_len(loaded, [todo[k][0] for k in chunk], prefix)
                  if prefix and len(chunk) > 1 else 0)
             batches.append((chunk, n))
-    batches.sort(key=lambda bt: -lengths[bt[0][0]])
     return batches
 
 # --------------------------------------------------------------------------------------------
