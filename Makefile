@@ -13,7 +13,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: install demo demo-real test test-slow lint clean-scratch
+.PHONY: install demo demo-real test test-slow lint clean-scratch harness-venv bench-eval
 
 install: $(STAMP)
 
@@ -38,6 +38,18 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
+
+# lm-evaluation-harness in a venv of its own, for benchmarks/eval_vs_harness.py only (flan_nb
+# never imports it); same torch/transformers as ours so both sides run the same kernels.
+HARNESS_VENV ?= artifacts/venv-harness
+harness-venv:
+	test -x $(HARNESS_VENV)/bin/python || $(PYTHON) -m venv $(HARNESS_VENV)
+	$(HARNESS_VENV)/bin/pip install -q torch==2.13.0 transformers==5.24.0 accelerate==1.15.0 \
+		datasets==5.2.0 lm-eval==0.4.13
+
+bench-eval: install harness-venv
+	FLAN_NB_DATA=$${FLAN_NB_DATA:-../shared/data} $(BIN)/python benchmarks/eval_vs_harness.py \
+		--harness-python $(HARNESS_VENV)/bin/python
 
 lint: install
 	$(BIN)/ruff check flan_nb tests benchmarks

@@ -380,6 +380,9 @@ def load(spec: str, *, dtype: str = "float32", device: str = "cpu") -> LoadedMod
     _ensure_special_tokens(tokenizer, spec)
     model = model.to(device)
     model.eval()
+    from flan_nb import threads  # imports torch, which the module itself defers
+
+    threads.governed(model)
     return LoadedModel(model=model, tokenizer=tokenizer, kind=kind,
                        fingerprint=fingerprint(model, identity, torch_dtype),
                        max_context=max_context_of(model.config), spec=spec)

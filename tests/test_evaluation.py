@@ -20,7 +20,7 @@ DEFAULTS = dict(
     split="", settings=["direct", "cot"], subtasks=[], max_per_subtask=2, batch_size=8,
     max_new_tokens_direct=6, max_new_tokens_cot=8, max_context=0, sc_samples=3,
     sc_temperature=0.7, chat=False, rank_options=False, use_cache=True, seed=0, run_dir="",
-    params_file="", on_bad_rows="raise", label="",
+    params_file="", on_bad_rows="raise", label="", max_per_subtask_cot=0,
 )
 
 
@@ -49,6 +49,22 @@ def test_params_fields_cover_the_notebook_contract():
     names = {f.name for f in dataclasses.fields(evaluation.EvalParams)}
     assert set(DEFAULTS) == names
     assert {"run_dir", "params_file", "model", "data", "settings", "sc_samples"} <= names
+
+
+def test_cot_settings_score_a_seeded_subsample_of_the_direct_items(run, tiny_t5):
+    evaluation.evaluate("bbh", make_cfg(max_per_subtask=3, max_per_subtask_cot=1), run,
+                        loaded=tiny_t5, progress=False)
+    metrics = run.read_metrics()["bbh"]
+    rows = _read_rows(run, "bbh")
+    direct = {(r["subtask"], r["item_id"]) for r in rows if r["setting"] == "direct"}
+    cot = {(r["subtask"], r["item_id"]) for r in rows if r["setting"] == "cot"}
+    subtasks = {s for s, _ in direct}
+    assert len(direct) == 3 * len(subtasks) and len(cot) == len(subtasks)
+    assert cot <= direct and {s for s, _ in cot} == subtasks
+    assert metrics["cot"]["n"] == len(subtasks) and metrics["direct"]["n"] == len(direct)
+    assert metrics["meta"]["n_per_subtask_cot"] == 1
+    with pytest.raises(evaluation.EvalError, match="max_per_subtask_cot=-1"):
+        evaluation.check("bbh", make_cfg(max_per_subtask_cot=-1))
 
 
 def test_evaluate_end_to_end_writes_schema(run, tiny_t5):

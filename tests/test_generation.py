@@ -124,13 +124,14 @@ def test_order_restored_after_length_sort(monkeypatch):
     loaded = _tiny_llama()
     seen: list[list[str]] = []
 
-    def fake_batch(loaded_, texts, settings, seeds=()):
+    def fake_batch(loaded_, texts, settings, seeds=(), **kw):
         seen.append(list(texts))
         return [f"<{t}>" for t in texts]
 
     monkeypatch.setattr(generation, "generate_batch", fake_batch)
     prompts = ["bb", "a", "dddd", "ccc", "eeeee", "f"]
-    out = generate(loaded, prompts, max_new_tokens=3, batch_size=2, progress=False)
+    # engine "hf": every batch goes through generate_batch (the flan_nb engine streams rows)
+    out = generate(loaded, prompts, max_new_tokens=3, batch_size=2, progress=False, engine="hf")
     assert out == [[f"<{p}>"] for p in prompts]
     flat = [t for batch in seen for t in batch]
     assert [len(t) for t in flat] == sorted((len(p) for p in prompts), reverse=True)
@@ -196,12 +197,13 @@ def test_greedy_num_samples_replicates_one_computation():
 def test_cache_resume_after_interrupt(tmp_path):
     loaded = _tiny_llama(4)
     prompts = [f"prompt number {i} " + "x" * i for i in range(10)]
-    reference = generate(loaded, prompts, max_new_tokens=6, batch_size=2, progress=False)
+    kw = dict(max_new_tokens=6, progress=False, engine="hf")  # batch by batch, counted
+    reference = generate(loaded, prompts, batch_size=2, **kw)
 
     cache = GenerationCache(tmp_path / "cache")
     counter = CountingGenerate(loaded.model, fail_after=2)
     with pytest.raises(KeyboardInterrupt):
-        generate(loaded, prompts, max_new_tokens=6, batch_size=2, cache=cache, progress=False)
+        generate(loaded, prompts, batch_size=2, cache=cache, **kw)
     assert counter.rows == 4 and len(cache) == 4
 
     # A fresh process: new cache object reading the shards from disk.
@@ -209,7 +211,7 @@ def test_cache_resume_after_interrupt(tmp_path):
     cache2 = GenerationCache(tmp_path / "cache")
     assert len(cache2) == 4
     counter2 = CountingGenerate(loaded.model)
-    resumed = generate(loaded, prompts, max_new_tokens=6, batch_size=2, cache=cache2, progress=False)
+    resumed = generate(loaded, prompts, batch_size=2, cache=cache2, **kw)
     assert resumed == reference
     assert counter2.rows == 6, "finished items were recomputed"
     assert cache2.hits == 4
@@ -217,10 +219,40 @@ def test_cache_resume_after_interrupt(tmp_path):
     # Fully cached: no model call at all; different settings are a different key.
     cache3 = GenerationCache(tmp_path / "cache")
     counter3 = CountingGenerate(loaded.model)
-    again = generate(loaded, prompts, max_new_tokens=6, batch_size=3, cache=cache3, progress=False)
+    again = generate(loaded, prompts, batch_size=3, cache=cache3, **kw)
     assert again == reference and counter3.calls == 0
-    generate(loaded, prompts[:1], max_new_tokens=7, cache=cache3, progress=False)
+    generate(loaded, prompts[:1], max_new_tokens=7, cache=cache3, progress=False, engine="hf")
     assert counter3.calls == 1
+
+
+def test_continuous_engine_caches_rows_as_they_finish(tmp_path, monkeypatch):
+    """The flan_nb engine writes each row to the cache when it finishes: an interruption keeps
+    every finished row, and the resumed run computes only the rest, with the same output."""
+    from flan_nb.eval import decoding
+
+    loaded = _tiny_llama(4)
+    prompts = [f"prompt number {i} " + "x" * i for i in range(10)]
+    kw = dict(max_new_tokens=6, stop=("x",), batch_size=2, progress=False)
+    reference = generate(loaded, prompts, **kw)
+    real = decoding.forward
+    calls = []
+
+    def failing(*a, **k):
+        calls.append(1)
+        if len(calls) > 8:
+            raise KeyboardInterrupt("simulated interruption")
+        return real(*a, **k)
+
+    monkeypatch.setattr(decoding, "forward", failing)
+    cache = GenerationCache(tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt):
+        generate(loaded, prompts, cache=cache, **kw)
+    done = len(cache)
+    assert 0 < done < len(prompts)
+    monkeypatch.setattr(decoding, "forward", real)
+    cache2 = GenerationCache(tmp_path / "cache")
+    assert generate(loaded, prompts, cache=cache2, **kw) == reference
+    assert cache2.hits == done and cache2.writes == len(prompts) - done
 
 
 def test_cache_skips_torn_lines(tmp_path):
@@ -360,9 +392,9 @@ def test_singleton_prefixes_still_batch(monkeypatch):
     monkeypatch.setattr(generation, "generate_batch", fake_batch)
     prompts = [f"header {i}\n\nQ: item {i}" for i in range(6)]
     out = generate(loaded, prompts, max_new_tokens=3, batch_size=3, progress=False,
-                   prefixes=[f"header {i}\n\n" for i in range(6)])
+                   prefixes=[f"header {i}\n\n" for i in range(6)], engine="hf")
     assert out == [[p[-3:]] for p in prompts]
-    assert [n for n, _ in seen] == [3, 3] and all(not kw for _, kw in seen)
+    assert [n for n, _ in seen] == [3, 3] and all("prefix_len" not in kw for _, kw in seen)
 
 
 def test_cache_rejects_edited_and_wrong_typed_entries(tmp_path):
@@ -458,3 +490,63 @@ def test_prefix_computed_once_per_subtask(monkeypatch):
                    progress=False)
     assert len(caches) == 1 and caches[0].computed == 2 and caches[0].reused == 3
     assert out == generate(loaded, prompts, max_new_tokens=5, batch_size=2, progress=False)
+
+
+def test_continuous_batching_pools_rows_of_several_batches(monkeypatch):
+    """Decoding steps run on rows of more than one batch (a new batch joins the running rows
+    when fewer than batch_size run), across subtasks with prefixes of different lengths, and
+    the output is transformers' greedy output."""
+    from flan_nb.eval import decoding
+
+    loaded = _tiny_llama(7)
+    pa = "Answer the questions.\n\nQ: 1+1?\nA: 2\n\nQ: 2+3?\nA: 5\n\n"
+    pb = "Short header.\n\n"
+    prompts = ([pa + f"Q: item {i} {'word ' * i}?\nA:" for i in range(7)]
+               + [pb + f"Q: thing {i} {'more ' * (i % 3)}?\nA:" for i in range(6)]
+               + ["lonely prompt without a prefix"])
+    prefixes = [pa] * 7 + [pb] * 6 + [""]
+    decode_rows: list[int] = []
+    real = decoding.forward
+
+    def spy(model, input_ids, **kw):
+        if input_ids.shape[1] == 1 and kw.get("cache") is not None:
+            decode_rows.append(int(input_ids.shape[0]))
+        return real(model, input_ids, **kw)
+
+    monkeypatch.setattr(decoding, "forward", spy)
+    for stop in ((), ("e",), ("\n", " a")):
+        kw = dict(max_new_tokens=12, stop=stop, batch_size=3, prefixes=prefixes, progress=False)
+        decode_rows.clear()
+        ours = generate(loaded, prompts, **kw)
+        assert ours == generate(loaded, prompts, engine="hf", **kw), stop
+        assert max(decode_rows) > 3, "no decoding step ran rows of two batches"
+    stats: dict = {}
+    generate(loaded, prompts, max_new_tokens=5, batch_size=3, prefixes=prefixes, stats=stats,
+             progress=False)
+    assert len(stats["rows"]) == len(prompts) and all(1 <= g <= 5 for _, g in stats["rows"])
+    assert stats["prefixes_computed"] == 2
+
+
+def test_pool_merge_pads_caches_on_the_left():
+    """Two pools of different cache lengths merge into one whose pads are masked out."""
+    from transformers import DynamicCache
+
+    from flan_nb.eval import decoding
+
+    loaded = _tiny_llama(3)
+    model = loaded.model
+
+    def pool(n_rows: int, length: int) -> decoding._Pool:
+        ids = torch.arange(5, 5 + length).repeat(n_rows, 1)
+        _, past = decoding.forward(model, ids, cache=DynamicCache())
+        mask = torch.ones(n_rows, length + 1, dtype=torch.long)
+        return decoding._Pool(past, mask, torch.full((n_rows, 1), length),
+                              torch.zeros(n_rows, dtype=torch.long), list(range(n_rows)),
+                              [[] for _ in range(n_rows)], [length] * n_rows)
+
+    a, b = pool(2, 7), pool(3, 4)
+    assert decoding._mergeable(a.past)
+    merged = decoding._merge(a, b)
+    assert merged.mask.shape == (5, 8) and merged.past.get_seq_length() == 7
+    assert merged.mask[2:, :3].sum() == 0 and merged.mask[2:, 3:].all()
+    assert merged.keys == [0, 1, 0, 1, 2]

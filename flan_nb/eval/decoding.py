@@ -1,16 +1,21 @@
-"""Decoding for decoder-only models: greedy decoding whose finished rows leave the batch, and the
-shared few-shot prefix's key/value cache reused across the batches of a subtask.
+"""Decoding for decoder-only models: greedy decoding whose finished rows leave the batch,
+continuous batching across batches, and the shared few-shot prefix's key/value cache reused
+across the batches of a subtask.
 
-Both exist for CPU evaluation speed (issue 14): few-shot prompts of one subtask share their long
-exemplar header, and greedy rows finish at very different lengths (a direct answer after 2 tokens,
-a rambling chain at the cap). `generation.generate_batch` calls these; the output is the one
-transformers' `generate` gives for the same rows (tests/test_generation.py).
+All exist for CPU evaluation speed (issue 14): few-shot prompts of one subtask share their long
+exemplar header; greedy rows finish at very different lengths (a direct answer after 2 tokens,
+a rambling chain at the cap); and a decoding step reads every weight once whatever the number
+of rows, so a step should serve as many running rows as possible. `generation.generate` uses
+`greedy_continuous` for greedy decoder-only requests, `generation.generate_batch` uses
+`greedy_causal` for one batch; both give the output of transformers' greedy `generate` for the
+same rows (tests/test_generation.py), up to float near-ties.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -109,3 +114,139 @@ def greedy_causal(model: Any, tok: Any, enc: dict[str, torch.Tensor], past: Any,
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             ids, pos = nxt[:, None], last + 1
     return out
+
+
+@dataclass
+class _Pool:
+    """Rows decoding together: the key/value cache covers each row's tokens before `nxt`;
+    `mask` covers the cache and `nxt` (left padding 0); `pos` is the position id of `nxt`."""
+
+    past: Any
+    mask: torch.Tensor           # (rows, cache length + 1)
+    pos: torch.Tensor            # (rows, 1)
+    nxt: torch.Tensor            # (rows,)
+    keys: list[Any]              # the caller's id of each row
+    out: list[list[int]]         # generated token ids of each row so far
+    prompt: list[int]            # prompt tokens of each row (for work counts)
+
+    def select(self, keep: list[int]) -> None:
+        idx = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
+        self.past.batch_select_indices(idx)
+        self.mask, self.pos, self.nxt = self.mask[idx], self.pos[idx], self.nxt[idx]
+        self.keys = [self.keys[j] for j in keep]
+        self.out = [self.out[j] for j in keep]
+        self.prompt = [self.prompt[j] for j in keep]
+
+
+def _mergeable(past: Any) -> bool:
+    """Plain per-row key/value tensors (DynamicLayer), which can be padded and concatenated."""
+    layers = getattr(past, "layers", None)
+    return bool(layers) and all(type(layer).__name__ == "DynamicLayer"
+                                and getattr(layer, "keys", None) is not None for layer in layers)
+
+
+def _pad_left(pool: _Pool, width: int) -> None:
+    """Left-pad the cache and mask of `pool` to `width` mask columns (pads masked out: each row
+    still attends to exactly its own tokens)."""
+    pad = width - pool.mask.shape[1]
+    if pad <= 0:
+        return
+    for layer in pool.past.layers:
+        for name in ("keys", "values"):
+            t = getattr(layer, name)
+            setattr(layer, name, torch.cat([t.new_zeros(t.shape[0], t.shape[1], pad, t.shape[3]),
+                                            t], dim=2))
+    pool.mask = torch.cat([pool.mask.new_zeros(pool.mask.shape[0], pad), pool.mask], dim=1)
+
+
+def _merge(a: _Pool, b: _Pool) -> _Pool:
+    width = max(a.mask.shape[1], b.mask.shape[1])
+    _pad_left(a, width)
+    _pad_left(b, width)
+    for la, lb in zip(a.past.layers, b.past.layers, strict=True):
+        la.keys = torch.cat([la.keys, lb.keys], dim=0)
+        la.values = torch.cat([la.values, lb.values], dim=0)
+    return _Pool(a.past, torch.cat([a.mask, b.mask]), torch.cat([a.pos, b.pos]),
+                 torch.cat([a.nxt, b.nxt]), a.keys + b.keys, a.out + b.out, a.prompt + b.prompt)
+
+
+def greedy_continuous(model: Any, tok: Any, batches: Iterable[tuple[list[Any], dict, Any]],
+                      gen_config: GenerationConfig, stop: Sequence[str], refill_below: int
+                      ) -> Iterator[tuple[Any, list[int], int]]:
+    """Greedy decoding with continuous batching: yields (row key, new token ids incl. the stopping
+    token, prompt tokens) as each row finishes.
+
+    batches: (row keys, enc, prefix cache or None) in order, as `generate_batch` lays them out
+    (produced lazily, so a subtask's prefix cache is reused by its consecutive batches). Each
+    batch's prompt is one forward pass (prefill, as in `greedy_causal`); its unfinished rows then
+    join a pool of running rows from earlier batches, padded on the left to a common cache
+    length, and every decoding step advances the whole pool by one token. When fewer than
+    `refill_below` rows are running, the next batch is prefilled and joins. A decoding step on a
+    CPU costs about the same for 2 rows as for 16 (it reads all the weights once: memory-bound),
+    so steps that would have served one straggling row of a batch now serve many. Each row still
+    sees exactly its own tokens; masked pad keys only change float summation order, which can
+    flip an argmax on a near-tie (benchmarks/eval_vs_harness.py counts identical outputs).
+    Caches that are not plain per-layer tensors (e.g. sliding-window layers) are not merged:
+    each batch then decodes on its own.
+    """
+    eos = gen_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    stops = [s for s in stop if s]
+    window = max((len(s) for s in stops), default=0) + 4
+    max_new = int(gen_config.max_new_tokens)
+    extra = ({"logits_to_keep": 1}
+             if "logits_to_keep" in inspect.signature(model.forward).parameters else {})
+
+    def finished(row: list[int]) -> bool:
+        return (row[-1] in eos_ids or len(row) >= max_new or (bool(stops) and any(
+            s in tok.decode(row[-window:], skip_special_tokens=True) for s in stops)))
+
+    def advance(pool: _Pool, tokens: list[int]) -> Iterator[tuple[Any, list[int], int]]:
+        """Append one token per row; yield the rows that finished and drop them from the pool."""
+        keep = []
+        for j, token in enumerate(tokens):
+            pool.out[j].append(token)
+            if finished(pool.out[j]):
+                yield pool.keys[j], pool.out[j], pool.prompt[j]
+            else:
+                keep.append(j)
+        if len(keep) < len(tokens):
+            pool.select(keep)
+
+    pool: _Pool | None = None
+    source = iter(batches)
+    exhausted = False
+    with torch.inference_mode():
+        while True:
+            while not exhausted and (pool is None or (len(pool.keys) < refill_below
+                                                      and _mergeable(pool.past))):
+                nxt_batch = next(source, None)
+                if nxt_batch is None:
+                    exhausted = True
+                    break
+                keys, enc, past = nxt_batch
+                mask = enc["attention_mask"]
+                positions = mask.long().cumsum(-1) - 1
+                positions.masked_fill_(mask == 0, 1)
+                n_past = past.get_seq_length() if past is not None else 0
+                logits, past = forward(model, enc["input_ids"][:, n_past:], attention_mask=mask,
+                                       position_ids=positions[:, n_past:], cache=past, **extra)
+                nxt = logits[:, -1, :].argmax(-1)
+                fresh = _Pool(past, torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1),
+                              positions[:, -1:] + 1, nxt, list(keys), [[] for _ in keys],
+                              mask.sum(-1).tolist())
+                yield from advance(fresh, nxt.tolist())
+                if not fresh.keys:
+                    continue
+                pool = fresh if pool is None or not pool.keys else _merge(pool, fresh)
+            if pool is None or not pool.keys:
+                if exhausted:
+                    return
+                pool = None
+                continue
+            logits, pool.past = forward(model, pool.nxt[:, None], attention_mask=pool.mask,
+                                        position_ids=pool.pos, cache=pool.past, **extra)
+            pool.nxt = logits[:, -1, :].argmax(-1)
+            pool.mask = torch.cat([pool.mask, pool.mask.new_ones((pool.mask.shape[0], 1))], dim=1)
+            pool.pos = pool.pos + 1
+            yield from advance(pool, pool.nxt.tolist())

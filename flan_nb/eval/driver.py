@@ -69,6 +69,10 @@ class EvalParams:
     # set by the runner for a labelled key ("04_eval_bbh@before"): metrics and predictions go to
     # the sub-run <run>/<label>/ so one run holds a before and an after evaluation
     label: str = ""
+    # chain-of-thought settings only: items per subtask, a seeded subsample of the items the
+    # direct settings score (CoT decodes up to max_new_tokens_cot per item, direct a few tokens,
+    # so a CPU run can afford the full direct set but not the full CoT set); 0 = as direct
+    max_per_subtask_cot: int = 0
 
 
 @dataclass
@@ -188,7 +192,8 @@ def check(benchmark: str, cfg: EvalParams) -> tuple[str, ...]:
     for name in ("batch_size", "sc_samples"):
         if getattr(cfg, name) < 1:
             raise EvalError(f"{name}={getattr(cfg, name)}{where}: must be >= 1")
-    for name in ("max_per_subtask", "max_new_tokens_direct", "max_new_tokens_cot", "max_context"):
+    for name in ("max_per_subtask", "max_new_tokens_direct", "max_new_tokens_cot", "max_context",
+                 "max_per_subtask_cot"):
         if getattr(cfg, name) < 0:
             raise EvalError(f"{name}={getattr(cfg, name)}{where}: must be >= 0 (0 = default)")
     if "cot_sc" in settings and cfg.sc_temperature <= 0:
@@ -369,6 +374,7 @@ def _meta(ses: _Session, settings: Sequence[str], spec: str) -> dict[str, Any]:
         "split": data.meta.get("split") or cfg.split or "default",
         "subsampled": bool(data.meta.get("subsampled", False)),
         "n_per_subtask": cfg.max_per_subtask or None,
+        **({"n_per_subtask_cot": cfg.max_per_subtask_cot} if cfg.max_per_subtask_cot else {}),
         "model": config.project_relative(spec), "model_fingerprint": ses.loaded.fingerprint,
         "max_context": ses.max_context,
         "model_context": int(ses.loaded.max_context),
@@ -427,11 +433,21 @@ def _prediction_rows(benchmark: str, setting: str, items: Sequence[pr.EvalItem],
     return rows
 
 
+def _setting_data(ses: _Session, setting: str) -> bd.BenchmarkData:
+    """The session's data, or for a CoT setting with `max_per_subtask_cot` its seeded
+    per-subtask subsample (the same items for every CoT setting of the run)."""
+    n = ses.cfg.max_per_subtask_cot
+    if setting not in COT_SETTINGS or not n:
+        return ses.data
+    data = dataclasses.replace(ses.data, items=dict(ses.data.items), meta=dict(ses.data.meta))
+    return bd.subsample(data, n, ses.cfg.seed)
+
+
 def _run_setting(ses: _Session, setting: str, metrics: dict[str, Any]) -> tuple[list[dict], int]:
     """Build, fit, generate and score one setting; put its metrics (and the option-ranking
     diagnostic) into `metrics`; return (prediction rows, generations run)."""
     benchmark, cfg = ses.benchmark, ses.cfg
-    items = pr.build_items(benchmark, setting, ses.data)
+    items = pr.build_items(benchmark, setting, _setting_data(ses, setting))
     new_tokens = max_new_tokens(benchmark, setting, cfg)
     # an encoder-decoder reads max_context input tokens and writes its answer in the decoder, so
     # the answer budget does not eat the prompt's; a decoder-only model shares one sequence

@@ -21,7 +21,7 @@ shared its batch or which process ran it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -34,7 +34,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from flan_nb.eval.decoding import PrefixCache, greedy_causal
+from flan_nb.eval.decoding import PrefixCache, greedy_causal, greedy_continuous
 from flan_nb.eval.generation_cache import (
     GenerationCache,
     GenerationError,
@@ -183,6 +183,7 @@ def generate_batch(
     prefix_len: int = 0,
     prefix_cache: PrefixCache | None = None,
     engine: str = "flan_nb",
+    stats: dict[str, Any] | None = None,
 ) -> list[str]:
     """One batch of already formatted prompts (no cache): a list of continuations, row order.
 
@@ -196,33 +197,24 @@ def generate_batch(
     (`decoding.greedy_causal`), where a row that has produced EOS or a stop string leaves the batch at
     once, instead of decoding padding until the longest row ends. Sampling and encoder-decoder
     models use transformers' `generate`, as does engine "hf" for everything (the reference).
+
+    stats: if given, gets `rows`, a list of (prompt tokens, generated tokens incl. the stopping
+    token) per row of the flan_nb engine, for the work count of benchmarks/eval_vs_harness.py.
     """
     if engine not in ENGINES:
         raise GenerationError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     model, tok = loaded.model, loaded.tokenizer
     causal = _is_causal(loaded)
     _ensure_pad_token(tok)
-    device = next(model.parameters()).device
-    past = None
-    if prefix_len and causal:
-        enc, past = _prefix_batch(loaded, texts, settings, prefix_len, device, prefix_cache)
-    else:
-        old_side = tok.padding_side
-        tok.padding_side = "left" if causal else "right"
-        try:
-            enc = tok(
-                list(texts),
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=not settings.chat,
-            )
-        finally:
-            tok.padding_side = old_side
-        enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    enc, past = _encode(loaded, texts, settings, prefix_len, prefix_cache)
     prompt_len = enc["input_ids"].shape[1] if causal else 1
     gen_config = _generation_config(model, tok, settings)
     if causal and not settings.do_sample and engine == "flan_nb":
         new_ids = greedy_causal(model, tok, enc, past, gen_config, settings.stop)
+        if stats is not None:
+            n_prompt = enc["attention_mask"].sum(-1).tolist()
+            stats.setdefault("rows", []).extend(
+                (int(p), len(g)) for p, g in zip(n_prompt, new_ids, strict=True))
         texts_out = tok.batch_decode(new_ids, skip_special_tokens=True)
         return [truncate_at_stop(t, settings.stop) for t in texts_out]
     processors = LogitsProcessorList()
@@ -245,6 +237,25 @@ def generate_batch(
     new = out[:, prompt_len:] if causal else out
     texts_out = tok.batch_decode(new, skip_special_tokens=True)
     return [truncate_at_stop(t, settings.stop) for t in texts_out]
+
+
+def _encode(loaded: Any, texts: Sequence[str], settings: GenerationSettings, prefix_len: int,
+            prefix_cache: PrefixCache | None) -> tuple[dict[str, torch.Tensor], Any]:
+    """input_ids/attention_mask of one batch on the model's device, and the shared prefix's
+    key/value cache (None without a prefix): left padding for decoder-only models, right for
+    encoder-decoders."""
+    tok, causal = loaded.tokenizer, _is_causal(loaded)
+    device = next(loaded.model.parameters()).device
+    if prefix_len and causal:
+        return _prefix_batch(loaded, texts, settings, prefix_len, device, prefix_cache)
+    old_side = tok.padding_side
+    tok.padding_side = "left" if causal else "right"
+    try:
+        enc = tok(list(texts), return_tensors="pt", padding=True,
+                  add_special_tokens=not settings.chat)
+    finally:
+        tok.padding_side = old_side
+    return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}, None
 
 
 def _prefix_batch(
@@ -315,6 +326,7 @@ def generate(
     progress: bool = True,
     desc: str = "generate",
     engine: str = "flan_nb",
+    stats: dict[str, Any] | None = None,
 ) -> list[list[str]]:
     """Generate `num_samples` continuations per prompt; returns one list per prompt, input order.
 
@@ -329,6 +341,8 @@ def generate(
 
     engine: "flan_nb" (greedy decoder-only rows leave the batch when they finish) or "hf"
     (transformers' `generate` throughout); see `generate_batch`.
+
+    stats: filled as in `generate_batch`, plus `prefixes_computed` / `prefixes_reused`.
     """
     settings = _settings(max_new_tokens, stop, do_sample, temperature, num_samples, batch_size,
                          chat)
@@ -342,26 +356,64 @@ def generate(
         batches = _batches(loaded, prompts, prefixes, todo, batch_size, chat)
         bar = tqdm(total=len(todo), desc=desc, disable=not progress, leave=False)
         prefix_cache = PrefixCache()
+
+        def store(key: str, text: str) -> None:
+            for i, s in todo[key][2]:
+                results[i][s] = text
+            if cache is not None:
+                cache.put(key, text)
+
+        if engine == "flan_nb" and not do_sample and _is_causal(loaded):
+            for key, text in _continuous(loaded, todo, batches, settings, prefix_cache,
+                                         batch_size, stats):
+                store(key, text)
+                bar.update(1)
+            batches = []
         for bkeys, n_prefix in batches:
             extra: dict[str, Any] = ({"prefix_len": n_prefix, "prefix_cache": prefix_cache}
                                      if n_prefix else {})
             if engine != "flan_nb":
                 extra["engine"] = engine
+            if stats is not None:
+                extra["stats"] = stats
             texts = generate_batch(loaded, [todo[k][0] for k in bkeys], settings,
                                    seeds=[todo[k][1] for k in bkeys], **extra)
             for k, text in zip(bkeys, texts, strict=True):
-                for i, s in todo[k][2]:
-                    results[i][s] = text
-                if cache is not None:
-                    cache.put(k, text)
+                store(k, text)
             bar.update(len(bkeys))
         bar.close()
+        if stats is not None:
+            stats["prefixes_computed"] = prefix_cache.computed
+            stats["prefixes_reused"] = prefix_cache.reused
     final: list[list[str]] = []
     for row in results:
         assert all(t is not None for t in row)
         texts = [t for t in row if t is not None]
         final.append(texts if do_sample else texts * num_samples)
     return final
+
+
+def _continuous(loaded: Any, todo: _Requests, batches: list[tuple[list[str], int]],
+                settings: GenerationSettings, prefix_cache: PrefixCache, batch_size: int,
+                stats: dict[str, Any] | None) -> Iterator[tuple[str, str]]:
+    """(request key, continuation) of every greedy decoder-only request as it finishes, through
+    `decoding.greedy_continuous` (batches prefilled in order, their running rows decoded
+    together; a new batch joins when fewer than `batch_size` rows run)."""
+    model, tok = loaded.model, loaded.tokenizer
+    _ensure_pad_token(tok)
+    gen_config = _generation_config(model, tok, settings)
+
+    def encoded() -> Iterator[tuple[list[str], dict[str, torch.Tensor], Any]]:
+        for bkeys, n_prefix in batches:
+            enc, past = _encode(loaded, [todo[k][0] for k in bkeys], settings, n_prefix,
+                                prefix_cache)
+            yield bkeys, enc, past
+
+    for key, ids, n_prompt in greedy_continuous(model, tok, encoded(), gen_config,
+                                                settings.stop, refill_below=batch_size):
+        if stats is not None:
+            stats.setdefault("rows", []).append((int(n_prompt), len(ids)))
+        yield key, truncate_at_stop(tok.decode(ids, skip_special_tokens=True), settings.stop)
 
 
 def _settings(max_new_tokens: int, stop: Sequence[str], do_sample: bool, temperature: float,

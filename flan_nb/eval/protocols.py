@@ -120,7 +120,7 @@ def deviations(meta: Mapping[str, Any], benchmark: str = "") -> list[str]:
         tags.append("protocol not recorded")
     elif name != PAPER:
         tags.append(f"protocol {name}")
-    if meta.get("subsampled") or meta.get("n_per_subtask"):
+    if meta.get("subsampled") or meta.get("n_per_subtask") or meta.get("n_per_subtask_cot"):
         tags.append("subsampled")
     model_ctx, used_ctx = meta.get("model_context"), meta.get("max_context")
     if isinstance(model_ctx, int) and isinstance(used_ctx, int) and used_ctx < model_ctx:

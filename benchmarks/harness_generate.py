@@ -1,0 +1,60 @@
+"""The lm-evaluation-harness side of `eval_vs_harness.py`, run in the harness's own venv.
+
+It imports only lm-eval (never flan_nb), so it runs where lm-eval is installed:
+
+    python3.11 -m venv artifacts/venv-harness
+    artifacts/venv-harness/bin/pip install torch==2.13.0 transformers==5.24.0 \
+        accelerate==1.15.0 datasets==5.2.0 lm-eval==0.4.13
+
+    artifacts/venv-harness/bin/python benchmarks/harness_generate.py REQUESTS.json OUT.json
+
+REQUESTS.json: {"model": saved model dir, "texts": [...], "until": [...], "max_gen_toks": int,
+"batch_size": int, "threads": int}. The prompts go through `HFLM.generate_until` exactly as an
+lm-eval task's `generate_until` requests would (the harness's batching, left padding, stop
+sequences plus EOS, greedy `generate`), so the timing is the harness's own generation path
+without a task's dataset loading. OUT.json: {"outputs": [...], "seconds": generation wall time,
+"load_seconds": model load time, "versions": {...}}.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main() -> None:
+    if len(sys.argv) != 3:
+        raise SystemExit(__doc__)
+    with open(sys.argv[1]) as f:
+        req = json.load(f)
+    import torch
+
+    torch.set_num_threads(int(req["threads"]))
+    import lm_eval
+    import transformers
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    t0 = time.perf_counter()
+    lm = HFLM(pretrained=req["model"], backend="causal", device="cpu", dtype="float32",
+              batch_size=int(req["batch_size"]))
+    load_seconds = time.perf_counter() - t0
+    gen_kwargs = {"until": list(req["until"]), "max_gen_toks": int(req["max_gen_toks"]),
+                  "do_sample": False}
+    requests = [Instance(request_type="generate_until", doc={}, arguments=(text, gen_kwargs),
+                         idx=i) for i, text in enumerate(req["texts"])]
+    # warm-up, untimed (allocator, kernels), as the flan_nb side gets
+    lm.generate_until(requests[:1], disable_tqdm=True)
+    t0 = time.perf_counter()
+    outputs = lm.generate_until(requests)
+    seconds = time.perf_counter() - t0
+    with open(sys.argv[2], "w") as f:
+        json.dump({"outputs": outputs, "seconds": seconds, "load_seconds": load_seconds,
+                   "versions": {"lm_eval": getattr(lm_eval, "__version__", "?"),
+                                "transformers": transformers.__version__,
+                                "torch": torch.__version__}}, f)
+
+
+if __name__ == "__main__":
+    main()
