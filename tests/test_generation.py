@@ -366,8 +366,10 @@ def test_shared_prefix_cache_gives_the_same_output(monkeypatch):
     prompts = [prefix + q for q in queries] + ["no shared prefix here"]
     prefixes = [prefix] * len(queries) + [""]
     used = []
-    real = generation._prefix_batch
-    monkeypatch.setattr(generation, "_prefix_batch",
+    from flan_nb.eval import decoding
+
+    real = decoding._prefix_batch
+    monkeypatch.setattr(decoding, "_prefix_batch",
                         lambda *a, **k: used.append(a[3]) or real(*a, **k))
     shared = generate(loaded, prompts, max_new_tokens=10, batch_size=4, prefixes=prefixes,
                       progress=False)

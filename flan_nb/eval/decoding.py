@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
+from flan_nb.eval.generation_cache import GenerationError, GenerationSettings
+
 
 def forward(model: Any, input_ids: torch.Tensor, *, cache: Any = None, **kw: Any
             ) -> tuple[torch.Tensor, Any]:
@@ -250,3 +252,60 @@ def greedy_continuous(model: Any, tok: Any, batches: Iterable[tuple[list[Any], d
             pool.mask = torch.cat([pool.mask, pool.mask.new_ones((pool.mask.shape[0], 1))], dim=1)
             pool.pos = pool.pos + 1
             yield from advance(pool, pool.nxt.tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# batch layout (generation.generate_batch and generation.generate build batches with these)
+
+
+def _is_causal(loaded: Any) -> bool:
+    kind = getattr(loaded, "kind", None)
+    if kind in ("causal", "seq2seq"):
+        return kind == "causal"
+    return not bool(getattr(loaded.model.config, "is_encoder_decoder", False))
+
+
+def _encode(loaded: Any, texts: Sequence[str], settings: GenerationSettings, prefix_len: int,
+            prefix_cache: PrefixCache | None) -> tuple[dict[str, torch.Tensor], Any]:
+    """input_ids/attention_mask of one batch on the model's device, and the shared prefix's
+    key/value cache (None without a prefix): left padding for decoder-only models, right for
+    encoder-decoders."""
+    tok, causal = loaded.tokenizer, _is_causal(loaded)
+    device = next(loaded.model.parameters()).device
+    if prefix_len and causal:
+        return _prefix_batch(loaded, texts, settings, prefix_len, device, prefix_cache)
+    old_side = tok.padding_side
+    tok.padding_side = "left" if causal else "right"
+    try:
+        enc = tok(list(texts), return_tensors="pt", padding=True,
+                  add_special_tokens=not settings.chat)
+    finally:
+        tok.padding_side = old_side
+    return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}, None
+
+
+def _prefix_batch(
+    loaded: Any, texts: Sequence[str], settings: GenerationSettings, prefix_len: int, device: Any,
+    prefix_cache: PrefixCache | None = None,
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """input_ids/attention_mask laid out as [shared prefix | pads | suffix] and the prefix's
+    key/value cache expanded to the batch."""
+    tok, model = loaded.tokenizer, loaded.model
+    ids = [tok(t, add_special_tokens=not settings.chat)["input_ids"] for t in texts]
+    prefix = ids[0][:prefix_len]
+    if any(row[:prefix_len] != prefix or len(row) <= prefix_len for row in ids):
+        raise GenerationError("rows given a shared prefix do not start with the same tokens")
+    width = max(len(row) for row in ids) - prefix_len
+    pad = tok.pad_token_id
+    input_ids, mask = [], []
+    for row in ids:
+        suffix = row[prefix_len:]
+        n_pad = width - len(suffix)
+        input_ids.append(prefix + [pad] * n_pad + suffix)
+        mask.append([1] * prefix_len + [0] * n_pad + [1] * len(suffix))
+    past = (prefix_cache or PrefixCache()).expanded(model, prefix, len(texts), device)
+    enc = {
+        "input_ids": torch.tensor(input_ids, device=device),
+        "attention_mask": torch.tensor(mask, device=device),
+    }
+    return enc, past

@@ -34,7 +34,13 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from flan_nb.eval.decoding import PrefixCache, greedy_causal, greedy_continuous
+from flan_nb.eval.decoding import (
+    PrefixCache,
+    _encode,
+    _is_causal,
+    greedy_causal,
+    greedy_continuous,
+)
 from flan_nb.eval.generation_cache import (
     GenerationCache,
     GenerationError,
@@ -44,13 +50,6 @@ from flan_nb.eval.generation_cache import (
 
 # --------------------------------------------------------------------------------------------
 # tokenization helpers
-
-
-def _is_causal(loaded: Any) -> bool:
-    kind = getattr(loaded, "kind", None)
-    if kind in ("causal", "seq2seq"):
-        return kind == "causal"
-    return not bool(getattr(loaded.model.config, "is_encoder_decoder", False))
 
 
 def _ensure_pad_token(tokenizer: Any) -> None:
@@ -237,52 +236,6 @@ def generate_batch(
     new = out[:, prompt_len:] if causal else out
     texts_out = tok.batch_decode(new, skip_special_tokens=True)
     return [truncate_at_stop(t, settings.stop) for t in texts_out]
-
-
-def _encode(loaded: Any, texts: Sequence[str], settings: GenerationSettings, prefix_len: int,
-            prefix_cache: PrefixCache | None) -> tuple[dict[str, torch.Tensor], Any]:
-    """input_ids/attention_mask of one batch on the model's device, and the shared prefix's
-    key/value cache (None without a prefix): left padding for decoder-only models, right for
-    encoder-decoders."""
-    tok, causal = loaded.tokenizer, _is_causal(loaded)
-    device = next(loaded.model.parameters()).device
-    if prefix_len and causal:
-        return _prefix_batch(loaded, texts, settings, prefix_len, device, prefix_cache)
-    old_side = tok.padding_side
-    tok.padding_side = "left" if causal else "right"
-    try:
-        enc = tok(list(texts), return_tensors="pt", padding=True,
-                  add_special_tokens=not settings.chat)
-    finally:
-        tok.padding_side = old_side
-    return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}, None
-
-
-def _prefix_batch(
-    loaded: Any, texts: Sequence[str], settings: GenerationSettings, prefix_len: int, device: Any,
-    prefix_cache: PrefixCache | None = None,
-) -> tuple[dict[str, torch.Tensor], Any]:
-    """input_ids/attention_mask laid out as [shared prefix | pads | suffix] and the prefix's
-    key/value cache expanded to the batch."""
-    tok, model = loaded.tokenizer, loaded.model
-    ids = [tok(t, add_special_tokens=not settings.chat)["input_ids"] for t in texts]
-    prefix = ids[0][:prefix_len]
-    if any(row[:prefix_len] != prefix or len(row) <= prefix_len for row in ids):
-        raise GenerationError("rows given a shared prefix do not start with the same tokens")
-    width = max(len(row) for row in ids) - prefix_len
-    pad = tok.pad_token_id
-    input_ids, mask = [], []
-    for row in ids:
-        suffix = row[prefix_len:]
-        n_pad = width - len(suffix)
-        input_ids.append(prefix + [pad] * n_pad + suffix)
-        mask.append([1] * prefix_len + [0] * n_pad + [1] * len(suffix))
-    past = (prefix_cache or PrefixCache()).expanded(model, prefix, len(texts), device)
-    enc = {
-        "input_ids": torch.tensor(input_ids, device=device),
-        "attention_mask": torch.tensor(mask, device=device),
-    }
-    return enc, past
 
 
 def shared_prefix_len(loaded: Any, texts: Sequence[str], prefix: str, chat: bool = False) -> int:
