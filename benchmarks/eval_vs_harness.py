@@ -172,9 +172,10 @@ def with_competitor(fn: Any) -> Any:
         proc.wait()
 
 
-def train_seconds_per_step(root: Path, steps: int) -> float:
+def train_seconds_per_step(root: Path, steps: int, threads: int) -> float:
+    # `threads`, not torch's current count: this process's governor may have lowered it
     cmd = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--only", "packed",
-           "--model", "builtin:tiny-t5", "--threads", str(torch.get_num_threads()),
+           "--model", "builtin:tiny-t5", "--threads", str(threads),
            "--steps", str(steps), "--warmup", "1", "--batch-size", "8",
            "--data-root", str(root)]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -266,8 +267,9 @@ def main() -> None:
         print(f"\nshared machine, BBH direct {len(p['texts'])} prompts: quiet {quiet:.1f} s, with "
               f"one CPU-bound competitor {busy:.1f} s: slowdown {busy / quiet:.2f}x "
               f"(target <= 2.5x; thread switches {switches})", flush=True)
-        t_quiet = train_seconds_per_step(root, args.train_steps)
-        t_busy = with_competitor(lambda: train_seconds_per_step(root, args.train_steps))
+        t_quiet = train_seconds_per_step(root, args.train_steps, args.threads)
+        t_busy = with_competitor(lambda: train_seconds_per_step(root, args.train_steps,
+                                                                args.threads))
         print(f"shared machine, training (tiny-t5, packed, 8 rows/step): quiet {t_quiet:.3f} s/step,"
               f" with the competitor {t_busy:.3f} s/step: slowdown {t_busy / t_quiet:.2f}x "
               "(target <= 2.5x)", flush=True)

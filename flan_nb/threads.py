@@ -9,7 +9,7 @@ project's 2-core machine (SmolLM2-135M, 40 BBH direct prompts, 8.45 s quiet):
     competitor          ours: 2 threads, spin   2 threads, OMP_WAIT_POLICY=PASSIVE   1 thread
     torch, 2 threads    89.5 s (10.6x)          13.0 s (1.5x)                        16.1 s (1.9x)
     torch, 1 thread     25.9 s (3.1x)           12.5 s (1.5x)                        --
-    none                 8.45 s                 10.6 s (1.26x)                       --
+    none                 8.45 s                 10.6 s (1.25x)                       --
 
 A passive wait policy holds up under load but costs a quarter of the quiet speed, and the wait
 policy can only be set before the OpenMP runtime starts. So flan_nb keeps the spinning default
@@ -104,10 +104,11 @@ class ThreadGovernor:
         want = self.max_threads
         if self.others >= self.threshold:
             want = max(1, min(self.max_threads, self.cores - round(self.others)))
-        if want != self.threads:
+        # torch's count, not ours: another governor (or the user) may have changed it
+        if want != torch.get_num_threads():
             torch.set_num_threads(want)
-            self.threads = want
             self.changes += 1
+        self.threads = want
         return self.threads
 
     def attach(self, model: Any) -> list[Any]:

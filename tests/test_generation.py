@@ -552,3 +552,47 @@ def test_pool_merge_pads_caches_on_the_left():
     assert merged.mask.shape == (5, 8) and merged.past.get_seq_length() == 7
     assert merged.mask[2:, :3].sum() == 0 and merged.mask[2:, 3:].all()
     assert merged.keys == [0, 1, 0, 1, 2]
+
+
+def test_pool_drops_columns_no_running_row_attends_to():
+    """After the longest rows leave, the leading pad columns go: the cache never outgrows the
+    longest running row (it once grew by one column per step for a whole generate call)."""
+    from transformers import DynamicCache
+
+    from flan_nb.eval import decoding
+
+    loaded = _tiny_llama(3)
+
+    def pool(n_rows: int, length: int) -> decoding._Pool:
+        ids = torch.arange(5, 5 + length).repeat(n_rows, 1)
+        _, past = decoding.forward(loaded.model, ids, cache=DynamicCache())
+        return decoding._Pool(past, torch.ones(n_rows, length + 1, dtype=torch.long),
+                              torch.full((n_rows, 1), length),
+                              torch.zeros(n_rows, dtype=torch.long), list(range(n_rows)),
+                              [[] for _ in range(n_rows)], [length] * n_rows)
+
+    merged = decoding._merge(pool(2, 9), pool(2, 4))
+    merged.select([2, 3])  # the two long rows leave
+    assert merged.mask.shape == (2, 5) and merged.mask.all()
+    assert merged.past.get_seq_length() == 4
+
+
+def test_continuous_cache_width_stays_bounded(monkeypatch):
+    """Many short prompts through a long generate call: the decoding cache stays near the
+    longest running row instead of growing with every step."""
+    from flan_nb.eval import decoding
+
+    loaded = _tiny_llama(7)
+    widths: list[int] = []
+    real = decoding.forward
+
+    def spy(model, input_ids, **kw):
+        if input_ids.shape[1] == 1 and kw.get("cache") is not None:
+            widths.append(int(kw["attention_mask"].shape[1]))
+        return real(model, input_ids, **kw)
+
+    monkeypatch.setattr(decoding, "forward", spy)
+    prompts = [f"Q: item {i}?\nA:" for i in range(60)]
+    generate(loaded, prompts, max_new_tokens=20, stop=("e",), batch_size=4, progress=False)
+    longest = max(len(loaded.tokenizer(p)["input_ids"]) for p in prompts)
+    assert widths and max(widths) <= longest + 20 + 1

@@ -27,6 +27,7 @@ class FakeMachine:
 @pytest.fixture
 def restore_threads():
     before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the governors below run a 2-core machine
     yield
     torch.set_num_threads(before)
 
@@ -100,3 +101,12 @@ def test_reads_this_machines_proc_stat():
     if busy is None:
         pytest.skip("no /proc/stat on this platform")
     assert busy > 0
+
+
+def test_follows_torchs_count_not_its_own_memory(restore_threads):
+    """A second governor (or the user) lowered torch's count: a quiet reading restores it."""
+    m = FakeMachine()
+    g = _governor(m)
+    torch.set_num_threads(1)
+    m.advance(1.0)
+    assert g.check() == 2 and torch.get_num_threads() == 2

@@ -132,12 +132,22 @@ class _Pool:
     prompt: list[int]            # prompt tokens of each row (for work counts)
 
     def select(self, keep: list[int]) -> None:
+        """Keep rows `keep`, then drop the leading cache columns no remaining row attends to
+        (left padding from merges with longer rows that have left), so the cache never grows
+        beyond the longest running row."""
         idx = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
         self.past.batch_select_indices(idx)
         self.mask, self.pos, self.nxt = self.mask[idx], self.pos[idx], self.nxt[idx]
         self.keys = [self.keys[j] for j in keep]
         self.out = [self.out[j] for j in keep]
         self.prompt = [self.prompt[j] for j in keep]
+        if keep and _mergeable(self.past):
+            start = int(self.mask.any(0).long().argmax())
+            if start > 0:
+                for layer in self.past.layers:
+                    layer.keys = layer.keys[:, :, start:]
+                    layer.values = layer.values[:, :, start:]
+                self.mask = self.mask[:, start:]
 
 
 def _mergeable(past: Any) -> bool:
