@@ -13,6 +13,8 @@ same rows (tests/test_generation.py), up to float near-ties.
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,13 +26,18 @@ from transformers import GenerationConfig
 from flan_nb.eval.generation_cache import GenerationError, GenerationSettings
 
 
+@functools.cache
+def _forward_params(model_type: type) -> frozenset[str]:
+    """Parameter names of a model class's forward (looked up once per class, not per step)."""
+    return frozenset(inspect.signature(model_type.forward).parameters)
+
+
 def forward(model: Any, input_ids: torch.Tensor, *, cache: Any = None, **kw: Any
             ) -> tuple[torch.Tensor, Any]:
     """(logits, key/value cache) of one forward pass with the cache on. transformers 5.x names
     the cache argument and output `cache` (`past_key_values` before, still accepted with a
     deprecation warning); this passes whichever the model's forward declares."""
-    params = inspect.signature(model.forward).parameters
-    name = "cache" if "cache" in params else "past_key_values"
+    name = "cache" if "cache" in _forward_params(type(model)) else "past_key_values"
     if cache is not None:
         kw[name] = cache
     out = model(input_ids=input_ids, use_cache=True, **kw)
@@ -53,8 +60,6 @@ class PrefixCache:
 
     def expanded(self, model: Any, prefix: list[int], rows: int, device: Any) -> Any:
         """A fresh cache of `prefix` for `rows` rows (the stored one is never mutated)."""
-        import copy
-
         if self.ids != prefix:
             with torch.inference_mode():
                 self.past = forward(model, torch.tensor([prefix], device=device))[1]
@@ -80,41 +85,12 @@ def greedy_causal(model: Any, tok: Any, enc: dict[str, torch.Tensor], past: Any,
 
     enc: input_ids and attention_mask (rows, prefix + padded suffix); past: the prefix's cache
     expanded to the rows, or None. Returns one list of token ids per row, in row order."""
-    eos = gen_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
-    stops = [s for s in stop if s]
-    window = max((len(s) for s in stops), default=0) + 4
-    mask = enc["attention_mask"]
-    positions = mask.long().cumsum(-1) - 1
-    positions.masked_fill_(mask == 0, 1)
-    n_past = past.get_seq_length() if past is not None else 0
-    ids, pos = enc["input_ids"][:, n_past:], positions[:, n_past:]
-    extra = ({"logits_to_keep": 1}
-             if "logits_to_keep" in inspect.signature(model.forward).parameters else {})
-    alive = list(range(mask.shape[0]))
-    out: list[list[int]] = [[] for _ in alive]
-    with torch.inference_mode():
-        for _ in range(int(gen_config.max_new_tokens)):
-            logits, past = forward(model, ids, attention_mask=mask, position_ids=pos, cache=past,
-                                   **extra)
-            nxt = logits[:, -1, :].argmax(-1)
-            keep = []
-            for j, (row, token) in enumerate(zip(alive, nxt.tolist(), strict=True)):
-                out[row].append(token)
-                done = token in eos_ids or (bool(stops) and any(
-                    s in tok.decode(out[row][-window:], skip_special_tokens=True) for s in stops))
-                if not done:
-                    keep.append(j)
-            if not keep:
-                break
-            last = pos[:, -1:]
-            if len(keep) < len(alive):
-                idx = torch.tensor(keep, device=mask.device)
-                past.batch_select_indices(idx)
-                mask, nxt, last = mask[idx], nxt[idx], last[idx]
-                alive = [alive[j] for j in keep]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            ids, pos = nxt[:, None], last + 1
+    rows = list(range(enc["attention_mask"].shape[0]))
+    out: list[list[int]] = [[] for _ in rows]
+    # one batch through the continuous decoder: nothing joins, rows leave as they finish
+    for row, ids, _ in greedy_continuous(model, tok, [(rows, enc, past)], gen_config, stop,
+                                         refill_below=1):
+        out[row] = ids
     return out
 
 
@@ -206,8 +182,7 @@ def greedy_continuous(model: Any, tok: Any, batches: Iterable[tuple[list[Any], d
     stops = [s for s in stop if s]
     window = max((len(s) for s in stops), default=0) + 4
     max_new = int(gen_config.max_new_tokens)
-    extra = ({"logits_to_keep": 1}
-             if "logits_to_keep" in inspect.signature(model.forward).parameters else {})
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(type(model)) else {}
 
     def finished(row: list[int]) -> bool:
         return (row[-1] in eos_ids or len(row) >= max_new or (bool(stops) and any(
