@@ -596,3 +596,31 @@ def test_continuous_cache_width_stays_bounded(monkeypatch):
     generate(loaded, prompts, max_new_tokens=20, stop=("e",), batch_size=4, progress=False)
     longest = max(len(loaded.tokenizer(p)["input_ids"]) for p in prompts)
     assert widths and max(widths) <= longest + 20 + 1
+
+
+def test_blank_line_stop_counts_only_after_visible_text():
+    stops = ["\n\n", "\nQ:"]
+    # A chain that opens with a blank line is not an empty answer (issue 15's follow-up).
+    assert generation.truncate_at_stop("\n\nLet's think. So (A).\n\nQ: next", stops) == \
+        "\n\nLet's think. So (A)."
+    assert generation.truncate_at_stop(" \n\n\nyes\n\nmore", stops) == " \n\n\nyes"
+    assert generation.truncate_at_stop("\n\n", stops) == "\n\n"
+    # A visible stop still counts anywhere, even inside the leading whitespace.
+    assert generation.truncate_at_stop("\nQ: again", stops) == ""
+
+
+def test_hits_stop_matches_truncate_rule():
+    from flan_nb.eval.decoding import hits_stop
+
+    class CharTok:
+        def decode(self, ids, skip_special_tokens=True):
+            return "".join(map(chr, ids))
+
+    def ids(text):
+        return [ord(c) for c in text]
+
+    tok, stops = CharTok(), ["\n\n", "\nQ:"]
+    assert not hits_stop(tok, ids("\n\n"), stops, window=4)
+    assert not hits_stop(tok, ids("\n\nabc"), stops, window=4)
+    assert hits_stop(tok, ids("\n\nabc\n\n"), stops, window=4)
+    assert hits_stop(tok, ids("\nQ:"), stops, window=4)

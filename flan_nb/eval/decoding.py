@@ -26,6 +26,30 @@ from transformers import GenerationConfig
 from flan_nb.eval.generation_cache import GenerationError, GenerationSettings
 
 
+def stop_index(text: str, stop: Sequence[str]) -> int | None:
+    """Index of the earliest stop string in a continuation, or None.
+
+    A stop made only of whitespace (the few-shot blank line "\\n\\n") counts only after the first
+    non-whitespace character: a continuation that opens with a blank line and then answers is
+    not an empty answer. Stops with visible text ("\\nQ:") count anywhere. (lm-eval's `until`
+    cuts at the first occurrence anywhere, so it returns "" for such a continuation.)
+    """
+    lead = len(text) - len(text.lstrip())
+    found = [i for s in stop if s and (i := text.find(s, lead if s.isspace() else 0)) != -1]
+    return min(found) if found else None
+
+
+def hits_stop(tok: Any, ids: Sequence[int], stops: Sequence[str], window: int) -> bool:
+    """Whether generated token ids `ids` contain a stop string under `stop_index`'s rule.
+
+    Only the last `window` tokens are decoded each step (a row is checked every step, so earlier
+    text was checked before); the whole row is decoded only when that tail holds a candidate."""
+    tail = tok.decode(list(ids[-window:]), skip_special_tokens=True)
+    if not any(s and s in tail for s in stops):
+        return False
+    return stop_index(tok.decode(list(ids), skip_special_tokens=True), stops) is not None
+
+
 @functools.cache
 def _forward_params(model_type: type) -> frozenset[str]:
     """Parameter names of a model class's forward (looked up once per class, not per step)."""
@@ -185,8 +209,8 @@ def greedy_continuous(model: Any, tok: Any, batches: Iterable[tuple[list[Any], d
     extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(type(model)) else {}
 
     def finished(row: list[int]) -> bool:
-        return (row[-1] in eos_ids or len(row) >= max_new or (bool(stops) and any(
-            s in tok.decode(row[-window:], skip_special_tokens=True) for s in stops)))
+        return (row[-1] in eos_ids or len(row) >= max_new
+                or (bool(stops) and hits_stop(tok, row, stops, window)))
 
     def advance(pool: _Pool, tokens: list[int]) -> Iterator[tuple[Any, list[int], int]]:
         """Append one token per row; yield the rows that finished and drop them from the pool."""

@@ -40,6 +40,8 @@ from flan_nb.eval.decoding import (
     _is_causal,
     greedy_causal,
     greedy_continuous,
+    hits_stop,
+    stop_index,
 )
 from flan_nb.eval.generation_cache import (
     GenerationCache,
@@ -89,11 +91,11 @@ def count_tokens(loaded: Any) -> Callable[[str], int]:
 
 
 class _StopOnStrings(StoppingCriteria):
-    """Marks a row finished once its generated text contains a stop string.
+    """Marks a row finished once its generated text contains a stop string (`decoding.hits_stop`:
+    a whitespace-only stop counts only after the first visible character).
 
-    Only the tail of the new tokens is decoded: a row is marked finished the first step its stop
-    string is complete, and `generate` keeps finished rows finished, so earlier text needs no
-    re-check.
+    Only the tail of the new tokens is decoded each step: a row is marked finished the first step
+    its stop string is complete, and `generate` keeps finished rows finished.
     """
 
     def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int) -> None:
@@ -106,10 +108,8 @@ class _StopOnStrings(StoppingCriteria):
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         if not self.stops:
             return done
-        tails = input_ids[:, self.prompt_len :][:, -self.window :].tolist()
-        for r, ids in enumerate(tails):
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            done[r] = any(s in text for s in self.stops)
+        for r, ids in enumerate(input_ids[:, self.prompt_len :].tolist()):
+            done[r] = hits_stop(self.tokenizer, ids, self.stops, self.window)
         return done
 
 
@@ -134,14 +134,10 @@ class _RowSeededSampler(LogitsProcessor):
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Cut `text` at the earliest occurrence of any stop string (the stop string is removed)."""
-    cut = len(text)
-    for s in stop:
-        if s:
-            i = text.find(s)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
+    """Cut `text` at the earliest stop string (removed), by `decoding.stop_index`'s rule: a
+    whitespace-only stop counts only after the first visible character."""
+    cut = stop_index(text, stop)
+    return text if cut is None else text[:cut]
 
 
 def _generation_config(model: Any, tokenizer: Any, settings: GenerationSettings) -> GenerationConfig:

@@ -34,6 +34,9 @@ class GenerationSettings:
     def key_fields(self) -> dict[str, Any]:
         fields = asdict(self)
         fields["stop"] = list(self.stop)
+        # Stop rule 2: a whitespace-only stop counts after the first visible character
+        # (decoding.stop_index); generations cached under the old rule are not reused.
+        fields["stop_rule"] = 2
         if not self.do_sample:
             # Greedy output does not depend on the temperature; keep the key stable across it.
             fields["temperature"] = None
