@@ -20,6 +20,14 @@ One run prints three figures per benchmark (issue 14):
    one CPU-bound competitor (a torch matmul loop with torch's default threads, started and
    stopped here), and a short flan_nb training run (benchmarks/train_throughput.py, packed,
    builtin:tiny-t5) the same way. Printed: each slowdown; target <= 2.5x.
+4. T5 on its own line: an encoder-decoder model with Flan-T5-small's shape (d_model 512, d_ff
+   1,024, 8+8 layers, 6 heads; random weights from a fixed seed and the byte vocabulary, since
+   no T5 checkpoint is on this machine: pass `--t5-model` a saved T5 directory or hub id to use
+   a real one) on the first `--t5-items` BBH items per subtask, flan_nb vs the harness's seq2seq
+   backend, with its own FLOP bound (encoder over each prompt, cross-attention keys/values
+   once per row, decoder per generated token). No prefix trick applies (the encoder is
+   bidirectional): both sides run one encoder pass per length-sorted batch and the decoder with
+   its cache, so the ratio is expected near 1x.
 
 Setup (once; lm-eval only lives in its own venv):
 
@@ -29,6 +37,7 @@ Setup (once; lm-eval only lives in its own venv):
 
     FLAN_NB_DATA=../shared/data .venv/bin/python benchmarks/eval_vs_harness.py
     .venv/bin/python benchmarks/eval_vs_harness.py --bbh-items 2 --mmlu-items 1 --no-contention
+    .venv/bin/python benchmarks/eval_vs_harness.py --benchmarks "" --no-contention  # T5 line only
 
 Never run it next to another heavy job: the point of part 3 is that the benchmark controls the
 competition itself.
@@ -85,12 +94,13 @@ def run_flan_nb(loaded: Any, p: dict[str, Any], batch_size: int) -> tuple[list[s
 
 
 def run_harness(python: str, model_dir: Path, p: dict[str, Any], batch_size: int,
-                threads: int) -> dict[str, Any]:
+                threads: int, backend: str = "causal", max_length: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         req, out = Path(tmp) / "requests.json", Path(tmp) / "out.json"
         req.write_text(json.dumps({"model": str(model_dir), "texts": p["texts"],
                                    "until": p["stop"], "max_gen_toks": p["new_tokens"],
-                                   "batch_size": batch_size, "threads": threads}))
+                                   "batch_size": batch_size, "threads": threads,
+                                   "backend": backend, "max_length": max_length}))
         subprocess.run([python, str(ROOT / "benchmarks" / "harness_generate.py"), str(req),
                         str(out)], check=True)
         return json.loads(out.read_text())
@@ -150,6 +160,54 @@ def flop_bound(loaded: Any, p: dict[str, Any], stats: dict[str, Any]) -> dict[st
     return {"tokens": tokens, "flops": flops}
 
 
+def flop_bound_seq2seq(loaded: Any, stats: dict[str, Any]) -> dict[str, float]:
+    """FLOPs an exact encoder-decoder evaluation must compute: per row, the encoder over its
+    prompt (bidirectional attention), the cross-attention keys and values over the encoder
+    output once, and the decoder per generated token (self-attention to the tokens so far,
+    cross-attention to the prompt, the LM head)."""
+    model, cfg = loaded.model, loaded.model.config
+    head = model.get_output_embeddings()
+
+    def linear_params(module: Any, keep: Any = lambda name: True) -> int:
+        return sum(m.weight.numel() for name, m in module.named_modules()
+                   if isinstance(m, torch.nn.Linear) and m is not head and keep(name))
+
+    def cross_kv(name: str) -> bool:
+        return name.endswith(("EncDecAttention.k", "EncDecAttention.v"))
+
+    enc = linear_params(model.encoder)
+    kv = linear_params(model.decoder, cross_kv)
+    dec = linear_params(model.decoder, lambda name: not cross_kv(name))
+    per_key_enc = 4 * cfg.num_layers * cfg.num_heads * cfg.d_kv
+    per_key_dec = 4 * cfg.num_decoder_layers * cfg.num_heads * cfg.d_kv
+    head_flops = 2 * head.weight.numel()
+    tokens = flops = 0.0
+    for n_enc, n_new in stats["rows"]:
+        # the decoder is fed its start token and every generated token but the last
+        tokens += n_enc + n_new
+        flops += 2 * enc * n_enc + per_key_enc * n_enc * n_enc + 2 * kv * n_enc
+        flops += n_new * (2 * dec + head_flops + per_key_dec * n_enc)
+        flops += per_key_dec * n_new * (n_new + 1) / 2
+    return {"tokens": tokens, "flops": flops}
+
+
+def t5_model_dir(spec: str) -> Path:
+    """A saved T5 for both sides: `spec` loaded and saved, or (spec "") Flan-T5-small's shape
+    with random weights from a fixed seed and the byte vocabulary."""
+    if spec:
+        loaded = models.load(spec)
+        out = ROOT / "artifacts" / "cache" / "bench-models" / loaded.fingerprint[:16]
+    else:
+        model, tok = models.build_tiny_t5(d_model=512, d_kv=64, d_ff=1024, num_layers=8,
+                                          num_decoder_layers=8, num_heads=6)
+        loaded = models.LoadedModel(model, tok, "seq2seq", "", models.max_context_of(model.config),
+                                    "t5-small-shape")
+        out = ROOT / "artifacts" / "cache" / "bench-models" / "t5-small-shape-random"
+    if not (out / "config.json").is_file():
+        models.save(loaded, out)
+    return out
+
+
 def compare(p: dict[str, Any], ours: list[str], theirs: list[str]) -> dict[str, Any]:
     same = sum(a.strip() == b.strip() for a, b in zip(ours, theirs, strict=True))
     bench = p["benchmark"]
@@ -185,30 +243,8 @@ def train_seconds_per_step(root: Path, steps: int, threads: int) -> float:
     raise SystemExit("train_throughput.py printed no RESULT line")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--benchmarks", default="bbh,mmlu")
-    ap.add_argument("--bbh-items", type=int, default=20, help="first items per BBH subtask")
-    ap.add_argument("--mmlu-items", type=int, default=5, help="first test items per subject")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--harness-python", default=str(ROOT / "artifacts" / "venv-harness" / "bin"
-                                                    / "python"))
-    ap.add_argument("--no-harness", action="store_true")
-    ap.add_argument("--no-contention", action="store_true")
-    ap.add_argument("--contention-items", type=int, default=5)
-    ap.add_argument("--train-steps", type=int, default=6)
-    ap.add_argument("--data-root", default="")
-    ap.add_argument("--json", default="", help="also write the figures to this file")
-    args = ap.parse_args()
-
-    torch.set_num_threads(args.threads)
-    root = config.require_data_root(args.data_root or os.environ.get("FLAN_NB_DATA", "")
-                                    or str(ROOT.parent / "shared" / "data"), what="benchmarks")
-    if not args.no_harness and not Path(args.harness_python).exists():
-        raise SystemExit(f"no harness venv at {args.harness_python}: create it as the module "
-                         "doc says, or pass --no-harness")
+def causal_lines(args: argparse.Namespace, root: Path, report: dict[str, Any]) -> None:
+    """Parts 1-3 (module doc) for the decoder-only `--model`; figures go into `report`."""
     t0 = time.perf_counter()
     loaded = models.load(args.model)
     load_s = time.perf_counter() - t0
@@ -225,8 +261,7 @@ def main() -> None:
     generation.generate(loaded, ["Q: 1+1?\nA:", "Q: 2+2?\nA:"], max_new_tokens=2,
                         batch_size=2, progress=False)  # warm-up, untimed
 
-    report: dict[str, Any] = {"model": args.model, "threads": torch.get_num_threads(),
-                              "batch_size": args.batch_size, "matmul_flops_per_s": rate}
+    report.update({"threads": torch.get_num_threads(), "matmul_flops_per_s": rate})
     first = {"bbh": args.bbh_items, "mmlu": args.mmlu_items}
     for bench in [b for b in args.benchmarks.split(",") if b]:
         p = prompts_for(bench, loaded, root, first[bench])
@@ -277,6 +312,78 @@ def main() -> None:
                                 "eval_slowdown": busy / quiet, "train_quiet_s_per_step": t_quiet,
                                 "train_busy_s_per_step": t_busy,
                                 "train_slowdown": t_busy / t_quiet}
+
+
+def t5_line(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    t5_dir = t5_model_dir(args.t5_model)
+    t5 = models.load(str(t5_dir))
+    rate = matmul_rate(t5.model)
+    p = prompts_for("bbh", t5, root, args.t5_items)
+    generation.generate(t5, p["texts"][:2], max_new_tokens=2, batch_size=2, progress=False)
+    ours, t_ours, stats = run_flan_nb(t5, p, args.batch_size)
+    bound = flop_bound_seq2seq(t5, stats)
+    t_bound = bound["flops"] / rate
+    n_params = sum(x.numel() for x in t5.model.parameters())
+    row: dict[str, Any] = {"model": args.t5_model or "t5-small-shape-random", "n": len(ours),
+                           "params": n_params, "flan_nb_s": t_ours, "bound_s": t_bound,
+                           "bound_tokens": bound["tokens"], "bound_ratio": t_ours / t_bound,
+                           "matmul_flops_per_s": rate,
+                           "generated_tokens": sum(n for _, n in stats["rows"])}
+    print(f"\nT5 ({row['model']}, {n_params / 1e6:.0f}M parameters; matmul rate "
+          f"{rate / 1e9:.1f} GFLOP/s), BBH direct {len(ours)} prompts (first {args.t5_items} "
+          f"per subtask), {row['generated_tokens']:,} tokens generated", flush=True)
+    print(f"  flan_nb            {t_ours:8.1f} s")
+    print(f"  FLOP bound         {t_bound:8.1f} s  ({bound['tokens']:,.0f} tokens, "
+          f"{bound['flops'] / 1e12:.2f} TFLOP); flan_nb / bound = {t_ours / t_bound:.2f}x",
+          flush=True)
+    if not args.no_harness:
+        h = run_harness(args.harness_python, t5_dir, p, args.batch_size, args.threads,
+                        backend="seq2seq", max_length=t5.max_context)
+        c = compare(p, ours, h["outputs"])
+        row.update({"harness_s": h["seconds"], "ratio": t_ours / h["seconds"], **c})
+        print(f"  lm-eval harness    {h['seconds']:8.1f} s  (seq2seq backend)")
+        print(f"  ratio flan_nb / harness = {t_ours / h['seconds']:.3f}x; identical stripped "
+              f"generations {c['identical']}/{c['n']} ({c['identical'] / c['n']:.1%})",
+              flush=True)
+        for sub, a, b in c["differences"]:
+            print(f"    differs [{sub}]: flan_nb={a!r} harness={b!r}")
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--benchmarks", default="bbh,mmlu")
+    ap.add_argument("--bbh-items", type=int, default=20, help="first items per BBH subtask")
+    ap.add_argument("--mmlu-items", type=int, default=5, help="first test items per subject")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--harness-python", default=str(ROOT / "artifacts" / "venv-harness" / "bin"
+                                                    / "python"))
+    ap.add_argument("--no-harness", action="store_true")
+    ap.add_argument("--no-contention", action="store_true")
+    ap.add_argument("--contention-items", type=int, default=5)
+    ap.add_argument("--train-steps", type=int, default=6)
+    ap.add_argument("--t5-items", type=int, default=5,
+                    help="first items per BBH subtask for the T5 line (0: no T5 line)")
+    ap.add_argument("--t5-model", default="",
+                    help="a T5 checkpoint (dir or hub id); default Flan-T5-small's shape, random")
+    ap.add_argument("--data-root", default="")
+    ap.add_argument("--json", default="", help="also write the figures to this file")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    root = config.require_data_root(args.data_root or os.environ.get("FLAN_NB_DATA", "")
+                                    or str(ROOT.parent / "shared" / "data"), what="benchmarks")
+    if not args.no_harness and not Path(args.harness_python).exists():
+        raise SystemExit(f"no harness venv at {args.harness_python}: create it as the module "
+                         "doc says, or pass --no-harness")
+    report: dict[str, Any] = {"model": args.model, "threads": args.threads,
+                              "batch_size": args.batch_size}
+    if [b for b in args.benchmarks.split(",") if b] or not args.no_contention:
+        causal_lines(args, root, report)
+    if args.t5_items:
+        report["t5"] = t5_line(args, root)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
 

@@ -9,10 +9,15 @@ It imports only lm-eval (never flan_nb), so it runs where lm-eval is installed:
     artifacts/venv-harness/bin/python benchmarks/harness_generate.py REQUESTS.json OUT.json
 
 REQUESTS.json: {"model": saved model dir, "texts": [...], "until": [...], "max_gen_toks": int,
-"batch_size": int, "threads": int}. The prompts go through `HFLM.generate_until` exactly as an
+"batch_size": int, "threads": int, "backend": "causal" | "seq2seq" (default causal),
+"max_length": the context length flan_nb fitted the prompts to (optional; lm-eval otherwise reads
+it from the config, which for T5 says 512 and would left-truncate the prompts)}. The prompts go through `HFLM.generate_until` exactly as an
 lm-eval task's `generate_until` requests would (the harness's batching, left padding, stop
 sequences plus EOS, greedy `generate`), so the timing is the harness's own generation path
-without a task's dataset loading. OUT.json: {"outputs": [...], "seconds": generation wall time,
+without a task's dataset loading. For a seq2seq model lm-eval 0.4.13 lets the decoder run to
+`max_length` = context length + max_gen_toks (and its stop-sequence check starts only past the
+context length), so the request passes `max_length` = max_gen_toks + 1 (the decoder start token
+plus the cap): both sides then cap decoding at the same number of new tokens. OUT.json: {"outputs": [...], "seconds": generation wall time,
 "load_seconds": model load time, "versions": {...}}.
 """
 
@@ -37,11 +42,15 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
 
     t0 = time.perf_counter()
-    lm = HFLM(pretrained=req["model"], backend="causal", device="cpu", dtype="float32",
-              batch_size=int(req["batch_size"]))
+    backend = req.get("backend", "causal")
+    extra = {"max_length": int(req["max_length"])} if req.get("max_length") else {}
+    lm = HFLM(pretrained=req["model"], backend=backend, device="cpu", dtype="float32",
+              batch_size=int(req["batch_size"]), **extra)
     load_seconds = time.perf_counter() - t0
     gen_kwargs = {"until": list(req["until"]), "max_gen_toks": int(req["max_gen_toks"]),
                   "do_sample": False}
+    if backend == "seq2seq":
+        gen_kwargs["max_length"] = int(req["max_gen_toks"]) + 1
     requests = [Instance(request_type="generate_until", doc={}, arguments=(text, gen_kwargs),
                          idx=i) for i, text in enumerate(req["texts"])]
     # warm-up, untimed (allocator, kernels), as the flan_nb side gets

@@ -624,3 +624,25 @@ def test_hits_stop_matches_truncate_rule():
     assert not hits_stop(tok, ids("\n\nabc"), stops, window=4)
     assert hits_stop(tok, ids("\n\nabc\n\n"), stops, window=4)
     assert hits_stop(tok, ids("\nQ:"), stops, window=4)
+
+
+def test_seq2seq_stats_count_encoder_and_generated_tokens():
+    # The T5 line of benchmarks/eval_vs_harness.py bounds its work from these rows.
+    loaded = _tiny_t5(3)
+    stats: dict = {}
+    outs = generate(loaded, PROMPTS, max_new_tokens=9, batch_size=2, stats=stats, progress=False)
+    assert len(stats["rows"]) == len(PROMPTS)
+    enc_lengths = sorted(len(loaded.tokenizer(p)["input_ids"]) for p in PROMPTS)
+    assert sorted(n for n, _ in stats["rows"]) == enc_lengths
+    for prompt, (out,) in zip(PROMPTS, outs, strict=True):
+        enc = loaded.tokenizer([prompt], return_tensors="pt")
+        ids = loaded.model.generate(**enc, max_new_tokens=9, do_sample=False)[0, 1:].tolist()
+        # one row alone: generate ends at its EOS or the cap, with no padding after it
+        assert (len(enc["input_ids"][0]), len(ids)) in stats["rows"]
+        assert 1 <= len(ids) <= 9
+
+
+def test_generated_lengths_stop_at_first_pad():
+    new = torch.tensor([[5, 6, 1, 0, 0], [5, 6, 7, 8, 9], [1, 0, 0, 0, 0]])
+    assert generation._generated_lengths(new, 0) == [3, 5, 1]
+    assert generation._generated_lengths(new, None) == [5, 5, 5]

@@ -194,7 +194,8 @@ def generate_batch(
     models use transformers' `generate`, as does engine "hf" for everything (the reference).
 
     stats: if given, gets `rows`, a list of (prompt tokens, generated tokens incl. the stopping
-    token) per row of the flan_nb engine, for the work count of benchmarks/eval_vs_harness.py.
+    token) per row (for a seq2seq model: encoder tokens, decoder tokens), for the work count of
+    benchmarks/eval_vs_harness.py.
     """
     if engine not in ENGINES:
         raise GenerationError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -229,9 +230,24 @@ def generate_batch(
             stopping_criteria=stopping,
             **extra,
         )
-    new = out[:, prompt_len:] if causal else out
+    new = out[:, prompt_len:] if causal else out[:, 1:]  # seq2seq: drop the decoder start
+    if stats is not None:
+        stats.setdefault("rows", []).extend(zip(
+            enc["attention_mask"].sum(-1).tolist(), _generated_lengths(new, tok.pad_token_id),
+            strict=True))
     texts_out = tok.batch_decode(new, skip_special_tokens=True)
     return [truncate_at_stop(t, settings.stop) for t in texts_out]
+
+
+def _generated_lengths(new: torch.Tensor, pad_id: int | None) -> list[int]:
+    """Tokens each row of `generate`'s output really generated (incl. its EOS or stopping
+    token): `generate` fills a finished row with pad, so the count stops at its first pad (where
+    pad is EOS, the EOS itself is not counted)."""
+    if pad_id is None or new.shape[1] == 0:
+        return [int(new.shape[1])] * int(new.shape[0])
+    is_pad = (new == pad_id).int()
+    first = torch.where(is_pad.any(-1), is_pad.argmax(-1), torch.full_like(is_pad[:, 0], new.shape[1]))
+    return [int(x) for x in first.tolist()]
 
 
 def shared_prefix_len(loaded: Any, texts: Sequence[str], prefix: str, chat: bool = False) -> int:
