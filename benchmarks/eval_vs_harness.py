@@ -77,7 +77,10 @@ def prompts_for(benchmark: str, loaded: Any, root: Path, first: int,
     items = pr.build_items(benchmark, "direct", data)
     new_tokens = pr.max_new_tokens(benchmark, "direct")
     count = generation.count_tokens(loaded)
-    texts = [it.text(loaded.max_context - new_tokens, count)[0] for it in items]
+    # the notebooks' own fitting: exemplars dropped first, then a too-long query cut from the
+    # left; an encoder-decoder model's encoder holds the prompt alone
+    budget = loaded.max_context - (new_tokens if loaded.kind == "causal" else 0)
+    texts = [evaluation._fit(it, budget, loaded, count)[0] for it in items]
     return {"benchmark": benchmark, "items": items, "texts": texts,
             "prefixes": evaluation.shared_prefixes(texts, items),
             "stop": list(evaluation.stop_strings("direct")), "new_tokens": new_tokens,
