@@ -620,10 +620,12 @@ def test_hits_stop_matches_truncate_rule():
         return [ord(c) for c in text]
 
     tok, stops = CharTok(), ["\n\n", "\nQ:"]
-    assert not hits_stop(tok, ids("\n\n"), stops, window=4)
-    assert not hits_stop(tok, ids("\n\nabc"), stops, window=4)
-    assert hits_stop(tok, ids("\n\nabc\n\n"), stops, window=4)
-    assert hits_stop(tok, ids("\nQ:"), stops, window=4)
+    assert not hits_stop(tok, ids("\n\n"), stops)
+    assert not hits_stop(tok, ids("\n\nabc"), stops)
+    assert hits_stop(tok, ids("\n\nabc\n\n"), stops)
+    assert hits_stop(tok, ids("\nQ:"), stops)
+    assert hits_stop(tok, torch.tensor(ids("ok\n\n")), stops)
+    assert not hits_stop(tok, torch.tensor(ids("\n\nok")), stops)
 
 
 def test_seq2seq_stats_count_encoder_and_generated_tokens():

@@ -39,15 +39,20 @@ def stop_index(text: str, stop: Sequence[str]) -> int | None:
     return min(found) if found else None
 
 
-def hits_stop(tok: Any, ids: Sequence[int], stops: Sequence[str], window: int) -> bool:
-    """Whether generated token ids `ids` contain a stop string under `stop_index`'s rule.
+def hits_stop(tok: Any, ids: Sequence[int] | torch.Tensor, stops: Sequence[str]) -> bool:
+    """Whether generated token ids `ids` (a list or a 1-d tensor) contain a stop string under
+    `stop_index`'s rule.
 
-    Only the last `window` tokens are decoded each step (a row is checked every step, so earlier
-    text was checked before); the whole row is decoded only when that tail holds a candidate."""
-    tail = tok.decode(list(ids[-window:]), skip_special_tokens=True)
-    if not any(s and s in tail for s in stops):
+    Only the last few tokens (the longest stop's length + 4) are decoded each step: a row is
+    checked every step, so earlier text was checked before. The whole row is decoded only when
+    that tail holds a candidate, so the per-step work does not grow with the generated text."""
+    window = max((len(s) for s in stops), default=0) + 4
+    tail = ids[-window:]
+    tail = tail.tolist() if isinstance(tail, torch.Tensor) else list(tail)
+    if not any(s and s in tok.decode(tail, skip_special_tokens=True) for s in stops):
         return False
-    return stop_index(tok.decode(list(ids), skip_special_tokens=True), stops) is not None
+    whole = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    return stop_index(tok.decode(whole, skip_special_tokens=True), stops) is not None
 
 
 @functools.cache
@@ -204,13 +209,12 @@ def greedy_continuous(model: Any, tok: Any, batches: Iterable[tuple[list[Any], d
     eos = gen_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
     stops = [s for s in stop if s]
-    window = max((len(s) for s in stops), default=0) + 4
     max_new = int(gen_config.max_new_tokens)
     extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(type(model)) else {}
 
     def finished(row: list[int]) -> bool:
         return (row[-1] in eos_ids or len(row) >= max_new
-                or (bool(stops) and hits_stop(tok, row, stops, window)))
+                or (bool(stops) and hits_stop(tok, row, stops)))
 
     def advance(pool: _Pool, tokens: list[int]) -> Iterator[tuple[Any, list[int], int]]:
         """Append one token per row; yield the rows that finished and drop them from the pool."""

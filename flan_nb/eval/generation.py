@@ -102,14 +102,13 @@ class _StopOnStrings(StoppingCriteria):
         self.tokenizer = tokenizer
         self.stops = [s for s in stops if s]
         self.prompt_len = prompt_len
-        self.window = max((len(s) for s in self.stops), default=0) + 4
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         if not self.stops:
             return done
-        for r, ids in enumerate(input_ids[:, self.prompt_len :].tolist()):
-            done[r] = hits_stop(self.tokenizer, ids, self.stops, self.window)
+        for r in range(input_ids.shape[0]):
+            done[r] = hits_stop(self.tokenizer, input_ids[r, self.prompt_len :], self.stops)
         return done
 
 
@@ -246,8 +245,8 @@ def _generated_lengths(new: torch.Tensor, pad_id: int | None) -> list[int]:
     if pad_id is None or new.shape[1] == 0:
         return [int(new.shape[1])] * int(new.shape[0])
     is_pad = (new == pad_id).int()
-    first = torch.where(is_pad.any(-1), is_pad.argmax(-1), torch.full_like(is_pad[:, 0], new.shape[1]))
-    return [int(x) for x in first.tolist()]
+    first = torch.where(is_pad.any(-1), is_pad.argmax(-1), new.shape[1])
+    return first.tolist()
 
 
 def shared_prefix_len(loaded: Any, texts: Sequence[str], prefix: str, chat: bool = False) -> int:
