@@ -285,7 +285,8 @@ def causal_lines(args: argparse.Namespace, root: Path, report: dict[str, Any]) -
             h = run_harness(args.harness_python, model_dir, p, args.batch_size, args.threads)
             c = compare(p, ours, h["outputs"])
             row.update({"harness_s": h["seconds"], "harness_load_s": h["load_seconds"],
-                        "ratio": t_ours / h["seconds"], **c, "harness_versions": h["versions"]})
+                        "ratio": t_ours / h["seconds"], **c, "harness_versions": h["versions"],
+                        "harness_restored": h.get("restored", [])})
             print(f"  lm-eval harness    {h['seconds']:8.1f} s  (load {h['load_seconds']:.1f} s; "
                   f"lm-eval {h['versions']['lm_eval']})")
             print(f"  ratio flan_nb / harness = {t_ours / h['seconds']:.3f}x (target <= 0.25x); "
@@ -343,8 +344,12 @@ def t5_line(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         h = run_harness(args.harness_python, t5_dir, p, args.batch_size, args.threads,
                         backend="seq2seq", max_length=t5.max_context)
         c = compare(p, ours, h["outputs"])
-        row.update({"harness_s": h["seconds"], "ratio": t_ours / h["seconds"], **c})
+        row.update({"harness_s": h["seconds"], "ratio": t_ours / h["seconds"], **c,
+                    "harness_restored": h.get("restored", [])})
         print(f"  lm-eval harness    {h['seconds']:8.1f} s  (seq2seq backend)")
+        if h.get("restored"):
+            print(f"  (harness: {', '.join(h['restored'])} put back after HFLM's tie_weights() "
+                  "replaced it with the input embedding; see harness_generate.py)")
         print(f"  ratio flan_nb / harness = {t_ours / h['seconds']:.3f}x; identical stripped "
               f"generations {c['identical']}/{c['n']} ({c['identical'] / c['n']:.1%})",
               flush=True)

@@ -17,8 +17,18 @@ sequences plus EOS, greedy `generate`), so the timing is the harness's own gener
 without a task's dataset loading. For a seq2seq model lm-eval 0.4.13 lets the decoder run to
 `max_length` = context length + max_gen_toks (and its stop-sequence check starts only past the
 context length), so the request passes `max_length` = max_gen_toks + 1 (the decoder start token
-plus the cap): both sides then cap decoding at the same number of new tokens. OUT.json: {"outputs": [...], "seconds": generation wall time,
-"load_seconds": model load time, "versions": {...}}.
+plus the cap): both sides then cap decoding at the same number of new tokens.
+
+Untied output head (T5 1.1 / Flan-T5): `HFLM.__init__` calls `model.tie_weights()` after loading,
+and transformers 5's `T5Config` always reports `tie_word_embeddings=True` (the untied head is
+signalled only by both tensors being in the checkpoint, which `from_pretrained` respects). The
+call then overwrites the checkpoint's `lm_head` with the input embedding, so the harness would
+evaluate a different model (for a random-weight T5 it decodes nothing but pad). This script
+compares the harness's parameters with a plain `from_pretrained` of the same checkpoint and puts
+back any tensor the tie replaced; OUT.json says which (`restored`).
+
+OUT.json: {"outputs": [...], "seconds": generation wall time, "load_seconds": model load time,
+"restored": [parameter names put back], "versions": {...}}.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ def main() -> None:
     lm = HFLM(pretrained=req["model"], backend=backend, device="cpu", dtype="float32",
               batch_size=int(req["batch_size"]), **extra)
     load_seconds = time.perf_counter() - t0
+    restored = restore_untied(lm.model, req["model"], backend)
     gen_kwargs = {"until": list(req["until"]), "max_gen_toks": int(req["max_gen_toks"]),
                   "do_sample": False}
     if backend == "seq2seq":
@@ -60,9 +71,29 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     with open(sys.argv[2], "w") as f:
         json.dump({"outputs": outputs, "seconds": seconds, "load_seconds": load_seconds,
+                   "restored": restored,
                    "versions": {"lm_eval": getattr(lm_eval, "__version__", "?"),
                                 "transformers": transformers.__version__,
                                 "torch": torch.__version__}}, f)
+
+
+def restore_untied(model: object, path: str, backend: str) -> list[str]:
+    """Put back every parameter HFLM's `tie_weights()` replaced (see the module doc)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    auto = AutoModelForSeq2SeqLM if backend == "seq2seq" else AutoModelForCausalLM
+    reference = auto.from_pretrained(path, dtype=torch.float32).state_dict()
+    restored = []
+    with torch.no_grad():
+        for name, param in list(model.named_parameters(remove_duplicate=False)):
+            if name in reference and not torch.equal(param, reference[name]):
+                module_name, _, attr = name.rpartition(".")
+                module = model.get_submodule(module_name)
+                setattr(module, attr, torch.nn.Parameter(reference[name].clone(),
+                                                         requires_grad=False))
+                restored.append(name)
+    return restored
 
 
 if __name__ == "__main__":

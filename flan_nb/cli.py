@@ -16,7 +16,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         run_dir = pipeline.run(args.params, results_root=args.results, only=args.only,
-                               resume=args.resume, progress=not args.no_progress)
+                               resume=args.resume, progress=not args.no_progress,
+                               amend=args.amend)
     except config.ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN",
                    help="continue this run: keep its complete notebooks, rerun the rest "
                         "(training resumes from its last checkpoint)")
+    p.add_argument("--amend", action="store_true",
+                   help="with --resume: the params of notebooks that have not completed may have "
+                        "changed (e.g. a smaller stated subsample); recorded in the manifest")
     p.add_argument("--no-progress", action="store_true",
                    help="do not stream the notebooks' progress bars")
     p.set_defaults(func=_cmd_run)

@@ -223,9 +223,15 @@ def _new_run(params_path: Path, resolved: Mapping[str, Any], order: list[str],
     return run, manifest
 
 
-def _resume_run(ref: str, params_file: str | os.PathLike[str] | None, root: Path, nb_dir: Path
-                ) -> tuple[runs.Run, dict[str, Any], Path]:
-    """Reopen a run to continue it: its params file must still resolve to the same params."""
+def _resume_run(ref: str, params_file: str | os.PathLike[str] | None, root: Path, nb_dir: Path,
+                amend: bool = False) -> tuple[runs.Run, dict[str, Any], Path]:
+    """Reopen a run to continue it: its params file must still resolve to the same params.
+
+    amend: the sections of notebooks that have not completed may differ (e.g. a smaller stated
+    subsample for a benchmark that did not fit); everything a complete notebook ran with must
+    still be the same. The manifest then takes the new params and records the change under
+    `amended` (when, at which git state, each changed key's old and new value).
+    """
     try:
         path = runs.find_run(ref, root)
     except FileNotFoundError as exc:
@@ -235,22 +241,68 @@ def _resume_run(ref: str, params_file: str | os.PathLike[str] | None, root: Path
         raise config.ParamsError(f"--resume {ref}: {path} has no readable manifest.json")
     params_path = config.resolve_path(params_file or manifest["params_file"])
     resolved = resolve(config.load_params_file(params_path), str(params_path), nb_dir)
+    changes: dict[str, dict[str, Any]] = {}
     if runs.params_hash(resolved) != manifest["params_sha256"]:
-        raise config.ParamsError(
-            f"--resume {ref}: params file {params_path} no longer resolves to the params of run "
-            f"{path.name} (hash {runs.params_hash(resolved)[:8]} != "
-            f"{manifest['params_sha256'][:8]}); resuming would mix two configurations, so start "
-            "a new run instead")
+        if not amend:
+            raise config.ParamsError(
+                f"--resume {ref}: params file {params_path} no longer resolves to the params of "
+                f"run {path.name} (hash {runs.params_hash(resolved)[:8]} != "
+                f"{manifest['params_sha256'][:8]}); resuming would mix two configurations, so "
+                "start a new run instead (or add --amend if only notebooks that have not "
+                "completed changed)")
+        changes = _amendable_changes(ref, manifest, resolved, params_path)
     if runs.run_status(manifest) == "running":
         raise config.ParamsError(f"--resume {ref}: run {path.name} is still running (runner pid "
                                  f"{(manifest.get('runner') or {}).get('pid')}); wait for it or "
                                  "stop it first")
     manifest.setdefault("resumed", []).append(runs.utc_now())
+    if changes:
+        manifest.setdefault("amended", []).append({
+            "at": runs.utc_now(), "git": runs.git_state(),
+            "params_sha256_before": manifest["params_sha256"],
+            "params_sha256": runs.params_hash(resolved), "notebooks": changes})
+        manifest.update(params=resolved, params_sha256=runs.params_hash(resolved),
+                        description=resolved.get("description", ""), seeds=_seeds(resolved),
+                        protocols=protocols.manifest_entry(resolved))
+        runs.write_json(path / "params.json", resolved)
     # this process is the run's runner now, so `flan-nb runs` does not call it interrupted
     manifest.update(status="running", ended=None, runner=runs.runner_info())
     manifest.pop("error", None)
     runs.write_json(path / "manifest.json", manifest)
     return runs.Run(path=path, run_id=path.name), manifest, params_path
+
+
+def _amendable_changes(ref: str, manifest: Mapping[str, Any], resolved: Mapping[str, Any],
+                       params_path: Path) -> dict[str, dict[str, Any]]:
+    """{notebook: {key: {"from": old, "to": new}}} between the run's params and `resolved`;
+    ParamsError if anything a complete notebook ran with, the notebook list, or a top-level
+    key other than the description changed."""
+    old = manifest.get("params")
+    where = f"--resume {ref} --amend ({params_path})"
+    if not isinstance(old, Mapping):
+        raise config.ParamsError(f"{where}: the run's manifest holds no params to compare with")
+    top = sorted(k for k in set(old) | set(resolved)
+                 if k not in ("notebooks", "description") and old.get(k) != resolved.get(k))
+    if top:
+        raise config.ParamsError(f"{where}: top-level {', '.join(top)} changed; only sections of "
+                                 "notebooks that have not completed may change")
+    if list(old["notebooks"]) != list(resolved["notebooks"]):
+        raise config.ParamsError(f"{where}: the notebook list changed ({list(old['notebooks'])} -> "
+                                 f"{list(resolved['notebooks'])}); start a new run instead")
+    changes: dict[str, dict[str, Any]] = {}
+    for notebook, section in resolved["notebooks"].items():
+        before = old["notebooks"][notebook]
+        diff = {k: {"from": before.get(k), "to": section.get(k)}
+                for k in sorted(set(before) | set(section)) if before.get(k) != section.get(k)}
+        if not diff:
+            continue
+        if manifest["notebooks"].get(notebook, {}).get("status") == runs.COMPLETE:
+            raise config.ParamsError(
+                f"{where}: notebook {notebook} is complete, but its params changed "
+                f"({', '.join(diff)}); its results would no longer match the manifest, so start "
+                "a new run instead")
+        changes[notebook] = diff
+    return changes
 
 
 def _use_venv_python() -> None:
@@ -335,13 +387,14 @@ def _finish(run: runs.Run, manifest: dict[str, Any], order: list[str], failed: s
 def run(params_file: str | os.PathLike[str] | None = None, *,
         results_root: str | os.PathLike[str] | None = None, only: Iterable[str] | None = None,
         nb_dir: str | os.PathLike[str] | None = None, log=print, resume: str | None = None,
-        progress: bool = False) -> Path:
+        progress: bool = False, amend: bool = False) -> Path:
     """Execute the params file's notebooks into `results/<run-id>/`; return the run directory.
 
     Every notebook section is type- and value-checked before the run directory exists
     (config.ParamsError). `resume` (a run id, a unique part of one, or a run dir) continues that
     run instead: complete notebooks are kept, the rest run again, and training resumes from the
-    run's last checkpoint. `progress` streams the notebooks' progress bars to this terminal.
+    run's last checkpoint; with `amend`, the params of notebooks that have not completed may
+    have changed (recorded in the manifest, see `_resume_run`). `progress` streams the notebooks' progress bars to this terminal.
     Raises PipelineError when a notebook fails (its executed copy is kept in the run dir).
     """
     nb_dir = Path(nb_dir) if nb_dir else notebooks_dir()
@@ -350,11 +403,13 @@ def run(params_file: str | os.PathLike[str] | None = None, *,
         if only:
             raise config.ParamsError("--only and --resume do not combine: a resumed run keeps "
                                      "the notebooks it was started with")
-        run, manifest, params_path = _resume_run(resume, params_file, root, nb_dir)
+        run, manifest, params_path = _resume_run(resume, params_file, root, nb_dir, amend)
         params = config.load_params_file(params_path)
         order = list(manifest["notebooks"])
         log(f"resuming run {run.run_id} -> {run.path}")
     else:
+        if amend:
+            raise config.ParamsError("--amend goes with --resume RUN")
         if params_file is None:
             raise config.ParamsError("give a params file (or --resume RUN)")
         params_path = Path(params_file).resolve()

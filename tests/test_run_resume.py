@@ -205,3 +205,56 @@ def test_resume_continues_training_from_its_last_checkpoint(tmp_path, monkeypatc
     summary = json.loads((run_dir / "train" / "summary.json").read_text())
     assert summary["resumed_from"].endswith("step_000004") and summary["steps"] == 6
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+
+
+def _half_done_run(tmp_path: Path) -> tuple[Path, Path, runs.Run]:
+    """A run of 90_toy (complete) and 91_toy (failed), as a stopped run leaves it."""
+    params = tmp_path / "p.yaml"
+    params.write_text("experiment: toy\nnotebooks:\n  90_toy: {}\n  91_toy: {steps: 3}\n")
+    results = tmp_path / "results"
+    resolved = pipeline.resolve(config.load_params_file(params), str(params))
+    run = runs.create_run("toy", resolved, results)
+    runs.write_json(run.path / "params.json", resolved)
+    runs.write_json(run.path / "manifest.json", {
+        "params_file": str(params), "params": resolved, "params_sha256": runs.params_hash(resolved),
+        "status": "failed", "notebooks": {"90_toy": {"status": "complete"},
+                                          "91_toy": {"status": "failed"}}})
+    return params, results, run
+
+
+def test_resume_amend_records_changed_params_of_unfinished_notebooks(tmp_path, toys):
+    params, results, run = _half_done_run(tmp_path)
+    params.write_text("experiment: toy\ndescription: smaller\nnotebooks:\n  90_toy: {}\n"
+                      "  91_toy: {steps: 1}\n")
+    with pytest.raises(config.ParamsError, match="add --amend"):
+        pipeline._resume_run(run.run_id, None, results, toys)
+    _, manifest, _ = pipeline._resume_run(run.run_id, None, results, toys, amend=True)
+    (entry,) = manifest["amended"]
+    assert entry["notebooks"] == {"91_toy": {"steps": {"from": 3, "to": 1}}}
+    assert entry["params_sha256_before"] != entry["params_sha256"] == manifest["params_sha256"]
+    assert manifest["params"]["notebooks"]["91_toy"]["steps"] == 1
+    assert manifest["description"] == "smaller" and manifest["status"] == "running"
+    on_disk = json.loads((run.path / "manifest.json").read_text())
+    assert on_disk["amended"] == manifest["amended"]
+    assert json.loads((run.path / "params.json").read_text())["notebooks"]["91_toy"]["steps"] == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("experiment: toy\nnotebooks:\n  90_toy: {steps: 9}\n  91_toy: {steps: 3}\n",
+     "notebook 90_toy is complete, but its params changed"),
+    ("experiment: other\nnotebooks:\n  90_toy: {}\n  91_toy: {steps: 3}\n",
+     "top-level experiment changed"),
+    ("experiment: toy\nnotebooks:\n  90_toy: {}\n", "the notebook list changed"),
+])
+def test_resume_amend_refuses_changes_a_complete_notebook_ran_with(tmp_path, toys, text, message):
+    params, results, run = _half_done_run(tmp_path)
+    before = (run.path / "manifest.json").read_text()
+    params.write_text(text)
+    with pytest.raises(config.ParamsError, match=message):
+        pipeline._resume_run(run.run_id, None, results, toys, amend=True)
+    assert (run.path / "manifest.json").read_text() == before, "nothing half-written"
+
+
+def test_amend_needs_resume(tmp_path):
+    with pytest.raises(config.ParamsError, match="--amend goes with --resume"):
+        pipeline.run(tmp_path / "p.yaml", results_root=tmp_path / "r", amend=True)
