@@ -651,3 +651,42 @@ def test_generated_lengths_stop_at_first_pad():
     new = torch.tensor([[5, 6, 1, 0, 0], [5, 6, 7, 8, 9], [1, 0, 0, 0, 0]])
     assert generation._generated_lengths(new, 0) == [3, 5, 1]
     assert generation._generated_lengths(new, None) == [5, 5, 5]
+
+
+def test_decoding_writes_new_positions_in_place(monkeypatch):
+    """Decoding steps write their key/value position into a reserved buffer instead of
+    concatenating (a copy of the whole cache per step); buffers are re-made only when full or
+    replaced (rows leaving, merges), and the output is the same as with plain concatenation."""
+    from flan_nb.eval import decoding
+
+    loaded = _tiny_llama(7)
+    prefix = "Answer the questions.\n\nQ: 1+1?\nA: 2\n\n"
+    prompts = [prefix + f"Q: item {i} {'word ' * i}?\nA:" for i in range(7)]
+    kw = dict(max_new_tokens=40, stop=("e",), batch_size=3, prefixes=[prefix] * 7,
+              progress=False)
+    made: list[int] = []
+    real_reserve = decoding.ReservedLayer._reserve
+
+    def counting(self, t, need):
+        made.append(need)
+        return real_reserve(self, t, need)
+
+    monkeypatch.setattr(decoding.ReservedLayer, "_reserve", counting)
+    steps: list[int] = []
+    real_forward = decoding.forward
+
+    def spy(model, input_ids, **fkw):
+        if input_ids.shape[1] == 1:
+            steps.append(1)
+        return real_forward(model, input_ids, **fkw)
+
+    monkeypatch.setattr(decoding, "forward", spy)
+    ours = generate(loaded, prompts, **kw)
+    n_layers = loaded.model.config.num_hidden_layers
+    # concatenation would copy each layer's keys and values at every step
+    assert len(steps) > 20 and 0 < len(made) < 2 * n_layers * len(steps) / 4, \
+        (len(made), len(steps))
+    monkeypatch.setattr(decoding, "_reserve", lambda past, headroom: None)
+    made.clear()
+    assert generate(loaded, prompts, **kw) == ours and not made
+    assert ours == generate(loaded, prompts, engine="hf", **kw)
