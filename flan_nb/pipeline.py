@@ -255,7 +255,8 @@ def _resume_run(ref: str, params_file: str | os.PathLike[str] | None, root: Path
         raise config.ParamsError(f"--resume {ref}: run {path.name} is still running (runner pid "
                                  f"{(manifest.get('runner') or {}).get('pid')}); wait for it or "
                                  "stop it first")
-    manifest.setdefault("resumed", []).append(runs.utc_now())
+    # the code that runs the remaining notebooks may be newer than the run's `git`
+    manifest.setdefault("resumed", []).append({"at": runs.utc_now(), "git": runs.git_state()})
     if changes:
         manifest.setdefault("amended", []).append({
             "at": runs.utc_now(), "git": runs.git_state(),

@@ -84,6 +84,7 @@ def test_resume_keeps_complete_notebooks_and_reruns_the_failed_one(tmp_path, toy
     assert cli.main(["--results", str(results), "run", "--resume", run_dir.name]) == 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and len(manifest["resumed"]) == 1
+    assert set(manifest["resumed"][0]) == {"at", "git"}
     assert [p for p in results.iterdir() if p.is_dir()] == [run_dir], "no second run directory"
     assert executed_at("90_toy") == kept, "the complete notebook is kept, not re-executed"
     assert executed_at("91_toy") != failed_at
