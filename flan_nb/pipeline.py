@@ -229,8 +229,9 @@ def _resume_run(ref: str, params_file: str | os.PathLike[str] | None, root: Path
 
     amend: the sections of notebooks that have not completed may differ (e.g. a smaller stated
     subsample for a benchmark that did not fit); everything a complete notebook ran with must
-    still be the same. The manifest then takes the new params and records the change under
-    `amended` (when, at which git state, each changed key's old and new value).
+    still be the same. The manifest then takes the new params (hash, seeds, protocols, data
+    fingerprints) and records the change under `amended`: when, at which git state, each changed
+    key's old and new value, and a changed description.
     """
     try:
         path = runs.find_run(ref, root)
@@ -241,7 +242,7 @@ def _resume_run(ref: str, params_file: str | os.PathLike[str] | None, root: Path
         raise config.ParamsError(f"--resume {ref}: {path} has no readable manifest.json")
     params_path = config.resolve_path(params_file or manifest["params_file"])
     resolved = resolve(config.load_params_file(params_path), str(params_path), nb_dir)
-    changes: dict[str, dict[str, Any]] = {}
+    amendment: dict[str, Any] | None = None
     if runs.params_hash(resolved) != manifest["params_sha256"]:
         if not amend:
             raise config.ParamsError(
@@ -250,21 +251,26 @@ def _resume_run(ref: str, params_file: str | os.PathLike[str] | None, root: Path
                 f"{manifest['params_sha256'][:8]}); resuming would mix two configurations, so "
                 "start a new run instead (or add --amend if only notebooks that have not "
                 "completed changed)")
-        changes = _amendable_changes(ref, manifest, resolved, params_path)
+        amendment = {"notebooks": _amendable_changes(ref, manifest, resolved, params_path)}
+        old_description = (manifest.get("params") or {}).get("description", "")
+        if resolved.get("description", "") != old_description:
+            amendment["description"] = {"from": old_description,
+                                        "to": resolved.get("description", "")}
     if runs.run_status(manifest) == "running":
         raise config.ParamsError(f"--resume {ref}: run {path.name} is still running (runner pid "
                                  f"{(manifest.get('runner') or {}).get('pid')}); wait for it or "
                                  "stop it first")
     # the code that runs the remaining notebooks may be newer than the run's `git`
     manifest.setdefault("resumed", []).append({"at": runs.utc_now(), "git": runs.git_state()})
-    if changes:
+    if amendment is not None:
         manifest.setdefault("amended", []).append({
             "at": runs.utc_now(), "git": runs.git_state(),
             "params_sha256_before": manifest["params_sha256"],
-            "params_sha256": runs.params_hash(resolved), "notebooks": changes})
+            "params_sha256": runs.params_hash(resolved), **amendment})
         manifest.update(params=resolved, params_sha256=runs.params_hash(resolved),
                         description=resolved.get("description", ""), seeds=_seeds(resolved),
-                        protocols=protocols.manifest_entry(resolved))
+                        protocols=protocols.manifest_entry(resolved),
+                        data=_data_fingerprints(resolved))
         runs.write_json(path / "params.json", resolved)
     # this process is the run's runner now, so `flan-nb runs` does not call it interrupted
     manifest.update(status="running", ended=None, runner=runs.runner_info())

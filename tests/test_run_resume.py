@@ -234,6 +234,7 @@ def test_resume_amend_records_changed_params_of_unfinished_notebooks(tmp_path, t
     assert entry["notebooks"] == {"91_toy": {"steps": {"from": 3, "to": 1}}}
     assert entry["params_sha256_before"] != entry["params_sha256"] == manifest["params_sha256"]
     assert manifest["params"]["notebooks"]["91_toy"]["steps"] == 1
+    assert entry["description"] == {"from": "", "to": "smaller"}
     assert manifest["description"] == "smaller" and manifest["status"] == "running"
     on_disk = json.loads((run.path / "manifest.json").read_text())
     assert on_disk["amended"] == manifest["amended"]
@@ -254,6 +255,20 @@ def test_resume_amend_refuses_changes_a_complete_notebook_ran_with(tmp_path, toy
     with pytest.raises(config.ParamsError, match=message):
         pipeline._resume_run(run.run_id, None, results, toys, amend=True)
     assert (run.path / "manifest.json").read_text() == before, "nothing half-written"
+
+
+def test_resume_amend_of_the_description_alone_is_recorded(tmp_path, toys):
+    params, results, run = _half_done_run(tmp_path)
+    params.write_text("experiment: toy\ndescription: now with words\nnotebooks:\n  90_toy: {}\n"
+                      "  91_toy: {steps: 3}\n")
+    _, manifest, _ = pipeline._resume_run(run.run_id, None, results, toys, amend=True)
+    (entry,) = manifest["amended"]
+    assert entry["notebooks"] == {} and entry["description"]["to"] == "now with words"
+    # the manifest took the new params: a plain resume now matches them
+    manifest["status"] = "failed"
+    runs.write_json(run.path / "manifest.json", manifest)
+    _, again, _ = pipeline._resume_run(run.run_id, None, results, toys)
+    assert len(again["amended"]) == 1 and len(again["resumed"]) == 2
 
 
 def test_amend_needs_resume(tmp_path):
