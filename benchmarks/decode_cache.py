@@ -23,20 +23,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from eval_vs_harness import data_root
 
-from flan_nb import config, models
+from flan_nb import models
 from flan_nb.eval import benchmarks as bd
 from flan_nb.eval import decoding, generation
 from flan_nb.eval import driver as evaluation
 from flan_nb.eval import prompts as pr
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def mgsm_prompts(loaded: Any, root: Path, language: str, n: int, new_tokens: int
@@ -76,8 +74,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    root = config.require_data_root(args.data_root or os.environ.get("FLAN_NB_DATA", "")
-                                    or str(ROOT.parent / "shared" / "data"), what="benchmarks")
+    root = data_root(args.data_root)
     loaded = models.load(args.model)
     p = mgsm_prompts(loaded, root, args.language, args.items, args.max_new_tokens)
     generation.generate(loaded, p["texts"][:1], max_new_tokens=2, progress=False)  # warm-up

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -192,6 +191,12 @@ def flop_bound_seq2seq(loaded: Any, stats: dict[str, Any]) -> dict[str, float]:
         flops += n_new * (2 * dec + head_flops + per_key_dec * n_enc)
         flops += per_key_dec * n_new * (n_new + 1) / 2
     return {"tokens": tokens, "flops": flops}
+
+
+def data_root(arg: str) -> Path:
+    """The offline mirror for a benchmark: --data-root, else $FLAN_NB_DATA, else ../shared/data."""
+    fallback = config.data_root() or ROOT.parent / "shared" / "data"
+    return config.require_data_root(arg or str(fallback), what="benchmarks")
 
 
 def t5_model_dir(spec: str) -> Path:
@@ -381,8 +386,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    root = config.require_data_root(args.data_root or os.environ.get("FLAN_NB_DATA", "")
-                                    or str(ROOT.parent / "shared" / "data"), what="benchmarks")
+    root = data_root(args.data_root)
     if not args.no_harness and not Path(args.harness_python).exists():
         raise SystemExit(f"no harness venv at {args.harness_python}: create it as the module "
                          "doc says, or pass --no-harness")
